@@ -1,0 +1,169 @@
+using System.Runtime.InteropServices;
+
+namespace FarmApi.Hashing;
+
+/// <summary>
+/// A content-addressed store of files in a folder: each blob is kept once under its SHA-256
+/// (<c>&lt;root&gt;/ab/abcdef…</c>), read-only, and laid out into job folders by hard link where the filesystem allows
+/// (a copy otherwise).
+/// </summary>
+public sealed partial class FileBlobStore
+{
+    /// <summary>Opens (and creates) the store at <paramref name="root"/>.</summary>
+    /// <param name="root">The store's folder.</param>
+    public FileBlobStore(string root)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(root);
+        Root = Path.GetFullPath(root);
+        Directory.CreateDirectory(Root);
+    }
+
+    /// <summary>The store's folder.</summary>
+    public string Root { get; }
+
+    /// <summary>Where the blob of <paramref name="hash"/> is (or would be) kept.</summary>
+    /// <param name="hash">A content hash.</param>
+    /// <returns>The blob's path.</returns>
+    /// <exception cref="ArgumentException">The hash is not 64 lowercase hexadecimal characters.</exception>
+    public string GetPath(string hash)
+    {
+        if (!ContentHash.IsValid(hash))
+        {
+            throw new ArgumentException($"'{hash}' is not a SHA-256 content hash (64 lowercase hexadecimal characters).", nameof(hash));
+        }
+
+        return Path.Combine(Root, hash[..2], hash);
+    }
+
+    /// <summary>Whether the store holds the blob of <paramref name="hash"/>.</summary>
+    /// <param name="hash">A content hash.</param>
+    /// <returns><see langword="true"/> when it is stored.</returns>
+    public bool Contains(string hash) => ContentHash.IsValid(hash) && File.Exists(GetPath(hash));
+
+    /// <summary>Stores a file's content unless it is already there.</summary>
+    /// <param name="sourcePath">The file.</param>
+    /// <param name="knownHash">Its hash when already known (from a <see cref="HashCache"/>); it is verified when the file is copied in.</param>
+    /// <param name="cancellationToken">Cancels the copy.</param>
+    /// <returns>The content hash.</returns>
+    public async Task<string> AddFileAsync(string sourcePath, string? knownHash = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(sourcePath);
+        var hash = knownHash ?? await ContentHash.ComputeFileAsync(sourcePath, cancellationToken).ConfigureAwait(false);
+        if (Contains(hash))
+        {
+            return hash;
+        }
+
+        var source = new FileStream(sourcePath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete,
+            1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
+        await using (source.ConfigureAwait(false))
+        {
+            return await AddStreamAsync(source, hash, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Stores a stream's content, checking it against <paramref name="expectedHash"/> when given.</summary>
+    /// <param name="content">The content.</param>
+    /// <param name="expectedHash">The hash the content must have, or null.</param>
+    /// <param name="cancellationToken">Cancels the copy.</param>
+    /// <returns>The content hash.</returns>
+    /// <exception cref="InvalidDataException">The content does not match <paramref name="expectedHash"/>; nothing is stored.</exception>
+    public async Task<string> AddStreamAsync(Stream content, string? expectedHash = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        if (expectedHash is not null && !ContentHash.IsValid(expectedHash))
+        {
+            throw new ArgumentException($"'{expectedHash}' is not a SHA-256 content hash.", nameof(expectedHash));
+        }
+
+        var temporary = Path.Combine(Root, $"incoming-{Guid.NewGuid():N}.tmp");
+        try
+        {
+            string hash;
+            var target = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
+            await using (target.ConfigureAwait(false))
+            {
+                using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+                var buffer = new byte[1 << 16];
+                int read;
+                while ((read = await content.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+                {
+                    sha.AppendData(buffer, 0, read);
+                    await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
+                }
+
+                hash = Convert.ToHexStringLower(sha.GetHashAndReset());
+            }
+
+            if (expectedHash is not null && hash != expectedHash)
+            {
+                throw new InvalidDataException($"The content's SHA-256 is {hash}, not the {expectedHash} announced; it was not stored.");
+            }
+
+            var final = GetPath(hash);
+            Directory.CreateDirectory(Path.GetDirectoryName(final)!);
+            if (!File.Exists(final))
+            {
+                if (!OperatingSystem.IsWindows())
+                {
+                    File.SetUnixFileMode(temporary, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+                }
+
+                // Another writer may have stored the same content meanwhile: both are identical, either wins.
+                File.Move(temporary, final, overwrite: true);
+            }
+
+            return hash;
+        }
+        finally
+        {
+            if (File.Exists(temporary))
+            {
+                File.Delete(temporary);
+            }
+        }
+    }
+
+    /// <summary>Lays a stored blob out at <paramref name="destinationPath"/>: a hard link where possible, else a copy.</summary>
+    /// <param name="hash">The content hash.</param>
+    /// <param name="destinationPath">The file to create or replace.</param>
+    /// <param name="cancellationToken">Cancels the copy.</param>
+    /// <returns><see langword="true"/> when linked, <see langword="false"/> when copied.</returns>
+    /// <exception cref="FileNotFoundException">The blob is not stored.</exception>
+    public async Task<bool> LinkOrCopyAsync(string hash, string destinationPath, CancellationToken cancellationToken = default)
+    {
+        var blob = GetPath(hash);
+        if (!File.Exists(blob))
+        {
+            throw new FileNotFoundException($"No blob {hash} in {Root}.", blob);
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(destinationPath))!);
+        if (File.Exists(destinationPath) || new FileInfo(destinationPath).LinkTarget is not null)
+        {
+            File.Delete(destinationPath);
+        }
+
+        if (!OperatingSystem.IsWindows() && Link(blob, destinationPath) == 0)
+        {
+            return true;
+        }
+
+        var temporary = destinationPath + $".{Guid.NewGuid():N}.tmp";
+        var source = new FileStream(blob, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous);
+        await using (source.ConfigureAwait(false))
+        {
+            var target = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
+            await using (target.ConfigureAwait(false))
+            {
+                await source.CopyToAsync(target, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        File.Move(temporary, destinationPath, overwrite: true);
+        return false;
+    }
+
+    [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int Link(string existingPath, string newPath);
+}
