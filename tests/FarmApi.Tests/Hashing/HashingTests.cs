@@ -1,0 +1,101 @@
+using System.Security.Cryptography;
+using FarmApi.Hashing;
+using FarmPlugins.TestSupport;
+using Xunit;
+
+namespace FarmApi.Tests.Hashing;
+
+public sealed class HashingTests : IDisposable
+{
+    private readonly TempDir _dir = new("hashing");
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public async Task ComputeFileAsync_EqualsSha256OfTheBytes()
+    {
+        var bytes = RandomNumberGenerator.GetBytes(200_000);
+        var path = _dir.Combine("a.bin");
+        await File.WriteAllBytesAsync(path, bytes);
+
+        var hash = await ContentHash.ComputeFileAsync(path);
+
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(bytes)), hash);
+        Assert.True(ContentHash.IsValid(hash));
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    [InlineData("ABCDEF")]
+    [InlineData("../../etc/passwd")]
+    [InlineData("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855")]
+    public void IsValid_RefusesWhatIsNotALowercaseHash(string? text) => Assert.False(ContentHash.IsValid(text));
+
+    [Fact]
+    public async Task HashCache_SkipsUnchangedFiles_AndRehashesChangedOnes_AcrossInstances()
+    {
+        var file = _dir.WriteFile("scene.pov", "sphere { 0, 1 }");
+        var cacheFile = _dir.Combine("cache", "hashes.tsv");
+        var first = new HashCache(cacheFile);
+        var hash1 = await first.GetHashAsync(file);
+        await first.GetHashAsync(file);
+        await first.SaveAsync();
+        Assert.Equal(1, first.FilesHashed);
+
+        var second = new HashCache(cacheFile);
+        Assert.Equal(hash1, await second.GetHashAsync(file));
+        Assert.Equal(0, second.FilesHashed);
+
+        await File.WriteAllTextAsync(file, "sphere { 0, 2 }");
+        File.SetLastWriteTimeUtc(file, DateTime.UtcNow.AddMinutes(1));
+        var hash2 = await second.GetHashAsync(file);
+        Assert.NotEqual(hash1, hash2);
+        Assert.Equal(1, second.FilesHashed);
+    }
+
+    [Fact]
+    public async Task HashCache_DamagedCacheFile_StartsEmpty()
+    {
+        var cacheFile = _dir.WriteFile("hashes.tsv", "garbage\tline\nnot a hash\t1\t2\t/x\n");
+        var file = _dir.WriteFile("a.txt", "a");
+        var cache = new HashCache(cacheFile);
+        Assert.Equal(ContentHash.Compute("a"u8), await cache.GetHashAsync(file));
+    }
+
+    [Fact]
+    public async Task BlobStore_StoresOnce_AndLinksIntoJobFolders()
+    {
+        var store = new FileBlobStore(_dir.Combine("blobs"));
+        var source = _dir.WriteFile("src/tex.png", "pixels");
+        var hash = await store.AddFileAsync(source);
+        Assert.True(store.Contains(hash));
+        Assert.Equal(hash, await store.AddFileAsync(source));
+
+        var destination = _dir.Combine("job", "textures", "tex.png");
+        var linked = await store.LinkOrCopyAsync(hash, destination);
+
+        Assert.True(linked);
+        Assert.Equal("pixels", await File.ReadAllTextAsync(destination));
+        Assert.Single(Directory.GetFiles(store.Root, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task BlobStore_ContentNotMatchingItsHash_IsRefused_AndNothingIsStored()
+    {
+        var store = new FileBlobStore(_dir.Combine("blobs"));
+        var wrong = ContentHash.Compute("other"u8);
+
+        await Assert.ThrowsAsync<InvalidDataException>(() => store.AddStreamAsync(new MemoryStream("content"u8.ToArray()), wrong));
+
+        Assert.Empty(Directory.GetFiles(store.Root, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void BlobStore_PathOfAMalformedHash_IsRefused()
+    {
+        var store = new FileBlobStore(_dir.Combine("blobs"));
+        Assert.Throws<ArgumentException>(() => store.GetPath("../../../etc/passwd"));
+        Assert.False(store.Contains("../x"));
+    }
+}
