@@ -1,0 +1,42 @@
+using System.Globalization;
+
+namespace FarmPlugins.LocalQueue;
+
+/// <summary>Where LocalQueue keeps things under its data directory.</summary>
+internal sealed class LocalQueuePaths
+{
+    public const string WakeFileName = "wake";
+
+    public LocalQueuePaths(string root)
+    {
+        Root = Path.GetFullPath(root);
+    }
+
+    public string Root { get; }
+
+    public string Database => Path.Combine(Root, "queue.db");
+
+    public string Jobs => Path.Combine(Root, "jobs");
+
+    public string Logs => Path.Combine(Root, "logs");
+
+    public string Blobs => Path.Combine(Root, "blobs");
+
+    public string HashCache => Path.Combine(Root, "hash-cache.tsv");
+
+    public string Agents => Path.Combine(Root, "agents");
+
+    public string AgentsLock => Path.Combine(Root, "agents.lock");
+
+    public string Wake => Path.Combine(Root, WakeFileName);
+
+    public string JobLogFolder(long seq) => Path.Combine(Logs, seq.ToString(CultureInfo.InvariantCulture));
+
+    public string JobLog(long seq) => Path.Combine(JobLogFolder(seq), "job.log");
+
+    public string TaskLog(long seq, string taskId) => Path.Combine(JobLogFolder(seq), "tasks", taskId + ".log");
+
+    public string AgentPidFile(string agentId) => Path.Combine(Agents, agentId + ".pid");
+
+    public string AgentOutput(string agentId) => Path.Combine(Agents, agentId + ".out");
+}

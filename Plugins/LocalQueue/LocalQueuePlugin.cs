@@ -1,0 +1,541 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using FarmApi;
+using FarmApi.Hashing;
+using FarmPlugins.LocalQueue;
+
+[assembly: FarmPlugin(typeof(LocalQueuePlugin), "LocalQueue", ApiVersion = "2.0",
+    Description = "The embedded default farm: a durable queue and agent processes on this machine.")]
+
+namespace FarmPlugins.LocalQueue;
+
+/// <summary>
+/// LocalQueue: the farm every user has on day one. Jobs live in a SQLite queue under the plug-in's data directory;
+/// agent processes, started on demand and fully detached, run the tasks on this machine and exit when idle.
+/// </summary>
+public sealed class LocalQueuePlugin : BaseFarmPlugin
+{
+    private readonly Dictionary<string, InstallationMetadata> _installations = new(StringComparer.Ordinal);
+    private LocalQueuePaths _paths = null!;
+    private QueueStore _store = null!;
+    private HashCache _hashCache = null!;
+    private FileBlobStore _blobs = null!;
+    private int _agents;
+    private double _heartbeat;
+    private double _lease;
+    private double _idle;
+    private double _poll;
+
+    /// <inheritdoc />
+    protected override IReadOnlyList<SettingDescriptor> DescribeSettingsCore() =>
+    [
+        new("Agents", "How many agent processes run tasks at once.", false, "2"),
+        new("IdleSeconds", "An idle agent exits after this many seconds.", false, "60"),
+        new("HeartbeatSeconds", "How often a running agent renews its task's lease.", false, "5"),
+        new("LeaseSeconds", "A task whose lease is not renewed for this long goes back to the queue.", false, "30"),
+        new("PollMilliseconds", "The slow fallback poll of an idle agent (it is woken on submit).", false, "1000"),
+        new("PovRay", "The POV-Ray executable; found on PATH when not set.", false, null),
+        new("Blender", "The Blender executable; found on PATH when not set.", false, null),
+        new("FarmTools", "The farm-tools executable; found next to the plug-in when not set.", false, null),
+        new("AgentAssembly", "The FarmPlugins.LocalQueue.dll agents run; this plug-in's own when not set.", false, null),
+    ];
+
+    /// <inheritdoc />
+    protected override ValueTask InitializeCoreAsync(CancellationToken cancellationToken)
+    {
+        var errors = new List<string>();
+        _agents = Read("Agents", 2, 1, 64, errors);
+        _idle = ReadSeconds("IdleSeconds", 60, errors);
+        _heartbeat = ReadSeconds("HeartbeatSeconds", 5, errors);
+        _lease = ReadSeconds("LeaseSeconds", 30, errors);
+        _poll = ReadSeconds("PollMilliseconds", 1000, errors) / 1000.0;
+        if (errors.Count == 0 && _lease <= _heartbeat)
+        {
+            errors.Add($"LeaseSeconds ({_lease}) must be longer than HeartbeatSeconds ({_heartbeat})");
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new FarmPluginException($"LocalQueue settings are invalid: {string.Join("; ", errors)}.", null, "LocalQueue");
+        }
+
+        _paths = new LocalQueuePaths(Context.DataDirectory);
+        Directory.CreateDirectory(_paths.Jobs);
+        Directory.CreateDirectory(_paths.Logs);
+        Directory.CreateDirectory(_paths.Agents);
+        _store = new QueueStore(_paths.Database, TimeProvider);
+        _store.Initialize();
+        _hashCache = new HashCache(_paths.HashCache);
+        _blobs = new FileBlobStore(_paths.Blobs);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    protected override Task<string> CreateTemporaryFolderCoreAsync(RenderContext context, CancellationToken cancellationToken)
+    {
+        var folder = Path.Combine(_paths.Jobs, context.Id.ToString());
+        Directory.CreateDirectory(folder);
+        return Task.FromResult(folder);
+    }
+
+    /// <inheritdoc />
+    protected override async Task<IReadOnlyList<string>> CopyRenderFilesCoreAsync(RenderContext context, string temporaryFolder,
+        IReadOnlyList<RenderFile> files, IProgress<TransferProgress>? progress, CancellationToken cancellationToken)
+    {
+        var folder = CheckJobFolder(temporaryFolder);
+        // Every destination is checked before anything is written.
+        var destinations = files.Select((f, i) => JobPaths.ResolveInside(folder, f.RelativePath, $"files[{i}].RelativePath")).ToList();
+        var sizes = files.Select(f => new FileInfo(f.LocalPath).Length).ToList();
+        var total = sizes.Sum();
+        long done = 0;
+        var linked = 0;
+        for (var i = 0; i < files.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            progress?.Report(new TransferProgress(done, total, i, files.Count, files[i].RelativePath));
+            var hash = await _hashCache.GetHashAsync(files[i].LocalPath, cancellationToken).ConfigureAwait(false);
+            if (_blobs.Contains(hash))
+            {
+                linked++;
+            }
+            else
+            {
+                await _blobs.AddFileAsync(files[i].LocalPath, hash, cancellationToken).ConfigureAwait(false);
+            }
+
+            await _blobs.LinkOrCopyAsync(hash, destinations[i], cancellationToken).ConfigureAwait(false);
+            done += sizes[i];
+        }
+
+        await _hashCache.SaveAsync(cancellationToken).ConfigureAwait(false);
+        progress?.Report(new TransferProgress(done, total, files.Count, files.Count, null));
+        Log.Staged(Logger, files.Count, linked, folder);
+        return destinations;
+    }
+
+    /// <inheritdoc />
+    protected override async Task<InstallationMetadata> GetInstallationMetadataCoreAsync(string host, CancellationToken cancellationToken)
+    {
+        lock (_installations)
+        {
+            if (_installations.TryGetValue(host, out var cached))
+            {
+                return cached;
+            }
+        }
+
+        var metadata = host switch
+        {
+            "command" => new InstallationMetadata("command", "1.0", "/bin/sh", null, "linux-x64"),
+            "povray" => await Probe("povray", Context.GetSetting("PovRay"), ["povray"], "--version", "POV-Ray is not installed on this machine: run 'apt-get install povray', or set the LocalQueue setting PovRay", cancellationToken).ConfigureAwait(false),
+            "blender" => await Probe("blender", Context.GetSetting("Blender"), ["blender"], "--version", "Blender is not installed on this machine: run 'apt-get install blender', or set the LocalQueue setting Blender", cancellationToken).ConfigureAwait(false),
+            FarmTools.HostName => FarmToolsMetadata(),
+            _ => throw new FarmPluginException($"LocalQueue does not know the host '{host}' (known: povray, blender, farm-tools, command).", null, Name),
+        };
+        lock (_installations)
+        {
+            _installations[host] = metadata;
+        }
+
+        return metadata;
+    }
+
+    /// <inheritdoc />
+    protected override Task<string> SubmitJobCoreAsync(JobRequest request, CancellationToken cancellationToken)
+    {
+        var folder = CheckJobFolder(request.TemporaryFolder);
+        var submitter = request.Submitter ?? $"{Environment.UserName}@{Environment.MachineName}";
+        var (jobId, created) = _store.Submit(request, folder, submitter);
+        if (created)
+        {
+            EnsureAgents();
+        }
+
+        return Task.FromResult(jobId);
+    }
+
+    /// <inheritdoc />
+    protected override Task<IReadOnlyList<Job>> GetJobsCoreAsync(JobQuery query, CancellationToken cancellationToken) =>
+        Task.FromResult(WithLogFile(_store.GetJobs(query)));
+
+    /// <inheritdoc />
+    protected override Task<Job> GetJobCoreAsync(string jobId, CancellationToken cancellationToken)
+    {
+        var job = _store.GetJob(Seq(jobId)) ?? throw new JobNotFoundException(jobId, Name);
+        return Task.FromResult(WithLogFile([job])[0]);
+    }
+
+    /// <inheritdoc />
+    protected override Task<IReadOnlyList<TaskInfo>> GetTasksCoreAsync(string jobId, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<TaskInfo>>(_store.GetTasks(Seq(jobId)).Select(t => t.Info).ToList());
+
+    /// <inheritdoc />
+    protected override Task<LogChunk> ReadRenderLogCoreAsync(string jobId, long offset, CancellationToken cancellationToken)
+    {
+        var seq = Seq(jobId);
+        var job = _store.GetJob(seq) ?? throw new JobNotFoundException(jobId, Name);
+        return Task.FromResult(ReadLog(_paths.JobLog(seq), offset, job.State.IsTerminal()));
+    }
+
+    /// <inheritdoc />
+    protected override Task<LogChunk> ReadTaskLogCoreAsync(string jobId, string taskId, long offset, CancellationToken cancellationToken)
+    {
+        var seq = Seq(jobId);
+        var task = _store.GetTasks(seq).FirstOrDefault(t => t.Info.Id == taskId);
+        if (task.Info is null)
+        {
+            throw new FarmPluginException($"Job {jobId} has no task '{taskId}'.", null, Name);
+        }
+
+        return Task.FromResult(ReadLog(_paths.TaskLog(seq, taskId), offset, task.Info.State.IsTerminal()));
+    }
+
+    /// <inheritdoc />
+    protected override async Task<IReadOnlyList<string>> FetchOutputsCoreAsync(string jobId, string localFolder,
+        IProgress<TransferProgress>? progress, CancellationToken cancellationToken)
+    {
+        var seq = Seq(jobId);
+        var folder = _store.GetFolder(seq) ?? throw new JobNotFoundException(jobId, Name);
+        var outputs = _store.GetTasks(seq).Where(t => t.Info.State == JobState.Completed)
+            .SelectMany(t => t.Spec.Outputs ?? []).Distinct(StringComparer.Ordinal).ToList();
+        Directory.CreateDirectory(localFolder);
+        var written = new List<string>();
+        var sources = outputs.Select(o => (Output: o, Source: JobPaths.ResolveInside(folder, o, "output"))).Where(p => File.Exists(p.Source)).ToList();
+        var total = sources.Sum(p => new FileInfo(p.Source).Length);
+        long done = 0;
+        for (var i = 0; i < sources.Count; i++)
+        {
+            var (output, source) = sources[i];
+            progress?.Report(new TransferProgress(done, total, i, sources.Count, output));
+            var destination = JobPaths.ResolveInside(localFolder, output, "output");
+            var size = new FileInfo(source).Length;
+            if (!File.Exists(destination) || new FileInfo(destination).Length != size
+                || await ContentHash.ComputeFileAsync(destination, cancellationToken).ConfigureAwait(false)
+                    != await ContentHash.ComputeFileAsync(source, cancellationToken).ConfigureAwait(false))
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+                var temporary = destination + ".farm-partial";
+                File.Copy(source, temporary, overwrite: true);
+                File.Move(temporary, destination, overwrite: true);
+                written.Add(destination);
+            }
+
+            done += size;
+        }
+
+        progress?.Report(new TransferProgress(done, total, sources.Count, sources.Count, null));
+        return written;
+    }
+
+    /// <inheritdoc />
+    protected override Task StopJobCoreAsync(string jobId, CancellationToken cancellationToken)
+    {
+        var groups = _store.Stop(Seq(jobId));
+        foreach (var group in groups)
+        {
+            _ = NativeMethods.Kill(-group, NativeMethods.SigKill);
+        }
+
+        Log.Stopped(Logger, jobId, groups.Count);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    protected override Task RestartJobCoreAsync(string jobId, IReadOnlyCollection<string>? taskIds, CancellationToken cancellationToken)
+    {
+        _store.Restart(Seq(jobId), taskIds);
+        EnsureAgents();
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    protected override Task DeleteJobCoreAsync(string jobId, CancellationToken cancellationToken)
+    {
+        var seq = Seq(jobId);
+        var folder = _store.Delete(seq);
+        if (JobPaths.IsWithin(_paths.Jobs, folder) && Directory.Exists(folder))
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+
+        if (Directory.Exists(_paths.JobLogFolder(seq)))
+        {
+            Directory.Delete(_paths.JobLogFolder(seq), recursive: true);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    protected override Task<FarmTestReport> TestCoreAsync(CancellationToken cancellationToken)
+    {
+        var checks = new List<FarmTestCheck>();
+        try
+        {
+            _store.GetJobs(new JobQuery(Limit: 1));
+            checks.Add(new FarmTestCheck("queue database", true, _paths.Database));
+        }
+        catch (FarmPluginException ex)
+        {
+            checks.Add(new FarmTestCheck("queue database", false, ex.Message));
+        }
+
+        var probe = Path.Combine(_paths.Root, $".write-test-{Guid.NewGuid():N}");
+        try
+        {
+            File.WriteAllText(probe, "ok");
+            File.Delete(probe);
+            checks.Add(new FarmTestCheck("data directory writable", true, _paths.Root));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            checks.Add(new FarmTestCheck("data directory writable", false, ex.Message));
+        }
+
+        var agent = AgentAssembly();
+        checks.Add(agent is null
+            ? new FarmTestCheck("agent executable", false, "FarmPlugins.LocalQueue.dll with its runtimeconfig.json was not found; set AgentAssembly")
+            : new FarmTestCheck("agent executable", true, agent));
+        var alive = _store.GetAgents().Count(a => NativeMethods.IsAlive(a.Pid));
+        checks.Add(new FarmTestCheck("agents", true, $"{alive} running now; up to {_agents} start on demand"));
+        return Task.FromResult(FarmTestReport.From(checks));
+    }
+
+    /// <summary>The process ids of this data directory's agents, for tests and tools that must stop them.</summary>
+    /// <param name="dataDirectory">The plug-in's data directory.</param>
+    /// <returns>The pids recorded by live or dead agents.</returns>
+    public static IReadOnlyList<int> AgentProcessIds(string dataDirectory)
+    {
+        var folder = new LocalQueuePaths(dataDirectory).Agents;
+        if (!Directory.Exists(folder))
+        {
+            return [];
+        }
+
+        return Directory.GetFiles(folder, "*.pid")
+            .Select(f => int.TryParse(File.ReadAllText(f).Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var pid) ? pid : 0)
+            .Where(p => p > 0).ToList();
+    }
+
+    private IReadOnlyList<Job> WithLogFile(IReadOnlyList<Job> jobs) =>
+        jobs.Select(j => j with { LogFile = _paths.JobLog(QueueStore.ParseJobId(j.Id)!.Value) }).ToList();
+
+    private long Seq(string jobId) => QueueStore.ParseJobId(jobId) ?? throw new JobNotFoundException(jobId, Name);
+
+    private string CheckJobFolder(string folder)
+    {
+        var full = Path.GetFullPath(folder);
+        if (!JobPaths.IsWithin(_paths.Jobs, full) || full == Path.TrimEndingDirectorySeparator(_paths.Jobs))
+        {
+            throw new ArgumentException($"'{folder}' is not a LocalQueue job folder: use the folder CreateTemporaryFolderAsync returned.", nameof(folder));
+        }
+
+        Directory.CreateDirectory(full);
+        return full;
+    }
+
+    private static LogChunk ReadLog(string path, long offset, bool terminal)
+    {
+        if (!File.Exists(path))
+        {
+            return new LogChunk(string.Empty, offset, terminal && offset == 0);
+        }
+
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        var length = stream.Length;
+        if (offset >= length)
+        {
+            return new LogChunk(string.Empty, offset, terminal && offset == length);
+        }
+
+        stream.Position = offset;
+        var buffer = new byte[length - offset];
+        stream.ReadExactly(buffer);
+        // Hand out whole lines only: a line being written is read next time, whole.
+        var end = Array.LastIndexOf(buffer, (byte)'\n') + 1;
+        return new LogChunk(Encoding.UTF8.GetString(buffer, 0, end), offset + end, terminal && offset + end == length);
+    }
+
+    private void EnsureAgents()
+    {
+        TouchWake();
+        using var gate = AcquireAgentsLock();
+        var alive = 0;
+        var staleAfter = TimeSpan.FromSeconds(Math.Max(_lease, 3 * _heartbeat));
+        foreach (var (id, pid, heartbeat) in _store.GetAgents())
+        {
+            if (NativeMethods.IsAlive(pid) && TimeProvider.GetUtcNow() - heartbeat < staleAfter)
+            {
+                alive++;
+            }
+            else
+            {
+                _store.RemoveAgent(id);
+            }
+        }
+
+        for (var i = alive; i < _agents; i++)
+        {
+            StartAgent();
+        }
+    }
+
+    private void StartAgent()
+    {
+        var assembly = AgentAssembly() ?? throw new FarmPluginException(
+            "The LocalQueue agent (FarmPlugins.LocalQueue.dll with its runtimeconfig.json) was not found; set the LocalQueue setting AgentAssembly.", null, Name);
+        var agentId = $"agent-{Guid.NewGuid():N}"[..18];
+        var output = _paths.AgentOutput(agentId);
+        // A new session, stdin closed and output to a file: nothing ties the agent to the host or a test runner.
+        var info = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add("exec setsid \"$@\" </dev/null >>\"$FARM_AGENT_OUTPUT\" 2>&1");
+        info.ArgumentList.Add("farm-localqueue-agent");
+        info.ArgumentList.Add(DotnetHost());
+        info.ArgumentList.Add(assembly);
+        info.ArgumentList.Add("agent");
+        foreach (var (flag, value) in new (string, double)[] { ("--heartbeat", _heartbeat), ("--lease", _lease), ("--idle", _idle), ("--poll", _poll) })
+        {
+            info.ArgumentList.Add(flag);
+            info.ArgumentList.Add(value.ToString(CultureInfo.InvariantCulture));
+        }
+
+        info.ArgumentList.Add("--data");
+        info.ArgumentList.Add(_paths.Root);
+        info.ArgumentList.Add("--id");
+        info.ArgumentList.Add(agentId);
+        info.Environment["FARM_AGENT_OUTPUT"] = output;
+        using var process = Process.Start(info) ?? throw new FarmPluginException("The LocalQueue agent could not be started.", null, Name);
+        _store.Heartbeat(agentId, process.Id);
+        Log.AgentStarted(Logger, agentId, process.Id);
+    }
+
+    private string? AgentAssembly()
+    {
+        var configured = Context.GetSetting("AgentAssembly");
+        var candidate = configured ?? typeof(LocalQueuePlugin).Assembly.Location;
+        if (string.IsNullOrEmpty(candidate))
+        {
+            return null;
+        }
+
+        var runtimeConfig = Path.ChangeExtension(candidate, ".runtimeconfig.json");
+        return File.Exists(candidate) && File.Exists(runtimeConfig) ? Path.GetFullPath(candidate) : null;
+    }
+
+    private static string DotnetHost()
+    {
+        var fromHost = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+        if (!string.IsNullOrEmpty(fromHost) && File.Exists(fromHost))
+        {
+            return fromHost;
+        }
+
+        var current = Environment.ProcessPath;
+        return current is not null && Path.GetFileNameWithoutExtension(current) == "dotnet" ? current : "dotnet";
+    }
+
+    private void TouchWake()
+    {
+        File.WriteAllText(_paths.Wake, TimeProvider.GetUtcNow().ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture));
+    }
+
+    private FileStream AcquireAgentsLock()
+    {
+        var watch = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                return new FileStream(_paths.AgentsLock, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (watch.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                Thread.Sleep(20);
+            }
+        }
+    }
+
+    private InstallationMetadata FarmToolsMetadata()
+    {
+        var path = FarmTools.Locate(Context.GetSetting("FarmTools"), typeof(LocalQueuePlugin).Assembly.Location)
+            ?? throw new FarmPluginException(
+                "farm-tools (the framework's tile merger) was not found: build it with ./farm (HostAdapters/FarmTools), or set the LocalQueue setting FarmTools.", null, Name);
+        return new InstallationMetadata(FarmTools.HostName, "2.0", path, Path.GetDirectoryName(path), "linux-x64");
+    }
+
+    private static async Task<InstallationMetadata> Probe(string host, string? configured, string[] names, string versionFlag, string missing,
+        CancellationToken cancellationToken)
+    {
+        var executable = configured ?? names.Select(n => Agent.ResolveExecutable(n, "/", Environment.GetEnvironmentVariable("PATH"))).FirstOrDefault(p => p is not null);
+        if (executable is null || !File.Exists(executable))
+        {
+            throw new FarmPluginException(missing + ".", null, "LocalQueue");
+        }
+
+        var version = "unknown";
+        try
+        {
+            var info = new ProcessStartInfo(executable) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+            info.ArgumentList.Add(versionFlag);
+            using var process = Process.Start(info)!;
+            process.StandardInput.Close();
+            var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
+            var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            limit.CancelAfter(TimeSpan.FromSeconds(20));
+            await process.WaitForExitAsync(limit.Token).ConfigureAwait(false);
+            var text = await stdout.ConfigureAwait(false) + await stderr.ConfigureAwait(false);
+            var match = System.Text.RegularExpressions.Regex.Match(text, @"\d+\.\d+(\.\d+)*");
+            if (match.Success)
+            {
+                version = match.Value;
+            }
+        }
+        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or OperationCanceledException or IOException)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+
+        return new InstallationMetadata(host, version, executable, Path.GetDirectoryName(executable), "linux-x64");
+    }
+
+    private int Read(string name, int fallback, int min, int max, List<string> errors)
+    {
+        try
+        {
+            var value = Context.GetInt32Setting(name, fallback);
+            if (value < min || value > max)
+            {
+                errors.Add($"{name} must be between {min} and {max}, not {value}");
+            }
+
+            return value;
+        }
+        catch (FarmPluginException ex)
+        {
+            errors.Add(ex.Message);
+            return fallback;
+        }
+    }
+
+    private double ReadSeconds(string name, double fallback, List<string> errors)
+    {
+        try
+        {
+            var value = Context.GetDoubleSetting(name, fallback);
+            if (value <= 0)
+            {
+                errors.Add($"{name} must be positive, not {value.ToString(CultureInfo.InvariantCulture)}");
+            }
+
+            return value;
+        }
+        catch (FarmPluginException ex)
+        {
+            errors.Add(ex.Message);
+            return fallback;
+        }
+    }
+}

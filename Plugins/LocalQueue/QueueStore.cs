@@ -1,0 +1,627 @@
+using System.Globalization;
+using System.Text.Json;
+using FarmApi;
+using Microsoft.Data.Sqlite;
+
+namespace FarmPlugins.LocalQueue;
+
+/// <summary>A task an agent has claimed: what to run and the attempt that fences its reports.</summary>
+internal sealed record ClaimedTask(long JobSeq, int Index, string JobId, string Folder, TaskSpec Spec, int Attempt,
+    IReadOnlyDictionary<string, string> Environment);
+
+/// <summary>
+/// The durable queue: jobs, tasks and agents in one SQLite database (WAL). Every change is one IMMEDIATE transaction,
+/// so several agents and hosts share it safely; an agent's report is applied only while it still holds the lease of
+/// the attempt it reports (fencing).
+/// </summary>
+internal sealed class QueueStore
+{
+    private const int Waiting = (int)JobState.Waiting;
+    private const int Running = (int)JobState.Running;
+    private const int Completed = (int)JobState.Completed;
+    private const int Cancelled = (int)JobState.Cancelled;
+    private const int Failed = (int)JobState.Failed;
+
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    private readonly string _connectionString;
+    private readonly TimeProvider _clock;
+
+    public QueueStore(string databasePath, TimeProvider clock)
+    {
+        DatabasePath = databasePath;
+        _clock = clock;
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = databasePath,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+    }
+
+    public string DatabasePath { get; }
+
+    public static string JobId(long seq) => "lq-" + seq.ToString(CultureInfo.InvariantCulture);
+
+    public static long? ParseJobId(string jobId) =>
+        jobId.StartsWith("lq-", StringComparison.Ordinal)
+        && long.TryParse(jobId.AsSpan(3), NumberStyles.None, CultureInfo.InvariantCulture, out var seq) && seq > 0 ? seq : null;
+
+    private long Now => _clock.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>Creates the schema; a damaged or locked file becomes a clear error.</summary>
+    public void Initialize()
+    {
+        Run(connection =>
+        {
+            Execute(connection, "PRAGMA journal_mode=WAL;");
+            Execute(connection, """
+                CREATE TABLE IF NOT EXISTS jobs(
+                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                  id TEXT NOT NULL UNIQUE,
+                  context_id TEXT NOT NULL UNIQUE,
+                  name TEXT NOT NULL,
+                  state INTEGER NOT NULL,
+                  priority INTEGER NOT NULL,
+                  max_attempts INTEGER NOT NULL,
+                  submitter TEXT,
+                  folder TEXT NOT NULL,
+                  environment TEXT NOT NULL,
+                  labels TEXT NOT NULL,
+                  submitted_at INTEGER NOT NULL,
+                  started_at INTEGER,
+                  completed_at INTEGER);
+                CREATE TABLE IF NOT EXISTS tasks(
+                  job_seq INTEGER NOT NULL,
+                  idx INTEGER NOT NULL,
+                  task_id TEXT NOT NULL,
+                  spec TEXT NOT NULL,
+                  state INTEGER NOT NULL,
+                  attempts INTEGER NOT NULL DEFAULT 0,
+                  deps_pending INTEGER NOT NULL,
+                  lease_owner TEXT,
+                  lease_expiry INTEGER,
+                  pgid INTEGER,
+                  node TEXT,
+                  exit_code INTEGER,
+                  started_at INTEGER,
+                  completed_at INTEGER,
+                  PRIMARY KEY(job_seq, idx));
+                CREATE INDEX IF NOT EXISTS tasks_ready ON tasks(state, deps_pending);
+                CREATE TABLE IF NOT EXISTS deps(job_seq INTEGER NOT NULL, idx INTEGER NOT NULL, dep_idx INTEGER NOT NULL);
+                CREATE INDEX IF NOT EXISTS deps_by_dep ON deps(job_seq, dep_idx);
+                CREATE TABLE IF NOT EXISTS agents(id TEXT PRIMARY KEY, pid INTEGER NOT NULL, heartbeat INTEGER NOT NULL);
+                """);
+            return 0;
+        });
+    }
+
+    /// <summary>Stores a validated request; returns the existing job's id when its render context was submitted before.</summary>
+    public (string JobId, bool Created) Submit(JobRequest request, string folder, string submitter)
+    {
+        return Run(connection =>
+        {
+            using var transaction = Begin(connection);
+            var existing = Scalar(connection, "SELECT id FROM jobs WHERE context_id=$c", ("$c", request.Context.Id.ToString()));
+            if (existing is string id)
+            {
+                transaction.Commit();
+                return (id, false);
+            }
+
+            var seq = Convert.ToInt64(Scalar(connection, "SELECT ifnull(max(seq),0)+1 FROM jobs")!, CultureInfo.InvariantCulture);
+            var jobId = JobId(seq);
+            Execute(connection, """
+                INSERT INTO jobs(seq,id,context_id,name,state,priority,max_attempts,submitter,folder,environment,labels,submitted_at)
+                VALUES($seq,$id,$c,$name,0,$p,$m,$s,$f,$e,$l,$now)
+                """,
+                ("$seq", seq), ("$id", jobId), ("$c", request.Context.Id.ToString()), ("$name", request.Name), ("$p", request.Priority),
+                ("$m", request.MaxAttempts), ("$s", submitter), ("$f", folder),
+                ("$e", JsonSerializer.Serialize(request.Environment, Json)), ("$l", JsonSerializer.Serialize(request.Labels, Json)), ("$now", Now));
+            var index = request.Tasks.Select((t, i) => (t.Id, i)).ToDictionary(p => p.Id, p => p.i, StringComparer.Ordinal);
+            using (var insertTask = connection.CreateCommand())
+            using (var insertDep = connection.CreateCommand())
+            {
+                insertTask.CommandText = "INSERT INTO tasks(job_seq,idx,task_id,spec,state,deps_pending) VALUES($seq,$idx,$id,$spec,0,$deps)";
+                var pSeq = insertTask.Parameters.Add("$seq", SqliteType.Integer);
+                var pIdx = insertTask.Parameters.Add("$idx", SqliteType.Integer);
+                var pId = insertTask.Parameters.Add("$id", SqliteType.Text);
+                var pSpec = insertTask.Parameters.Add("$spec", SqliteType.Text);
+                var pDeps = insertTask.Parameters.Add("$deps", SqliteType.Integer);
+                insertDep.CommandText = "INSERT INTO deps(job_seq,idx,dep_idx) VALUES($seq,$idx,$dep)";
+                var dSeq = insertDep.Parameters.Add("$seq", SqliteType.Integer);
+                var dIdx = insertDep.Parameters.Add("$idx", SqliteType.Integer);
+                var dDep = insertDep.Parameters.Add("$dep", SqliteType.Integer);
+                for (var i = 0; i < request.Tasks.Count; i++)
+                {
+                    var task = request.Tasks[i];
+                    var deps = (task.DependsOn ?? []).Distinct(StringComparer.Ordinal).ToList();
+                    pSeq.Value = seq;
+                    pIdx.Value = i;
+                    pId.Value = task.Id;
+                    pSpec.Value = JsonSerializer.Serialize(task, Json);
+                    pDeps.Value = deps.Count;
+                    insertTask.ExecuteNonQuery();
+                    foreach (var dep in deps)
+                    {
+                        dSeq.Value = seq;
+                        dIdx.Value = i;
+                        dDep.Value = index[dep];
+                        insertDep.ExecuteNonQuery();
+                    }
+                }
+            }
+
+            transaction.Commit();
+            return (jobId, true);
+        });
+    }
+
+    /// <summary>Claims the next runnable task for <paramref name="agentId"/>: priority, then submission, then task order.</summary>
+    public ClaimedTask? Claim(string agentId, string node, TimeSpan lease)
+    {
+        return Run(connection =>
+        {
+            using var transaction = Begin(connection);
+            RequeueLapsed(connection);
+            using var select = connection.CreateCommand();
+            select.CommandText = """
+                SELECT t.job_seq, t.idx, t.spec, t.attempts, j.id, j.folder, j.environment FROM tasks t JOIN jobs j ON j.seq=t.job_seq
+                WHERE t.state=0 AND t.deps_pending=0 AND j.state IN (0,1)
+                ORDER BY j.priority DESC, j.seq, t.idx LIMIT 1
+                """;
+            ClaimedTask? claimed = null;
+            using (var reader = select.ExecuteReader())
+            {
+                if (reader.Read())
+                {
+                    claimed = new ClaimedTask(reader.GetInt64(0), reader.GetInt32(1), reader.GetString(4), reader.GetString(5),
+                        JsonSerializer.Deserialize<TaskSpec>(reader.GetString(2), Json)!, reader.GetInt32(3) + 1,
+                        JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(6), Json) ?? []);
+                }
+            }
+
+            if (claimed is null)
+            {
+                transaction.Commit();
+                return null;
+            }
+
+            var now = Now;
+            Execute(connection, """
+                UPDATE tasks SET state=1, attempts=$a, lease_owner=$o, lease_expiry=$e, node=$n, pgid=NULL, exit_code=NULL,
+                  started_at=$now, completed_at=NULL WHERE job_seq=$s AND idx=$i
+                """,
+                ("$a", claimed.Attempt), ("$o", agentId), ("$e", now + (long)lease.TotalMilliseconds), ("$n", node), ("$now", now),
+                ("$s", claimed.JobSeq), ("$i", claimed.Index));
+            UpdateJobState(connection, claimed.JobSeq);
+            transaction.Commit();
+            return claimed;
+        });
+    }
+
+    /// <summary>Records the process group of a running attempt, so a stop from any process can kill it.</summary>
+    public bool SetProcessGroup(ClaimedTask task, string agentId, int pgid) =>
+        Run(connection => Execute(connection,
+            "UPDATE tasks SET pgid=$g WHERE job_seq=$s AND idx=$i AND state=1 AND lease_owner=$o AND attempts=$a",
+            ("$g", pgid), ("$s", task.JobSeq), ("$i", task.Index), ("$o", agentId), ("$a", task.Attempt)) == 1);
+
+    /// <summary>Renews the lease; false when the attempt is no longer this agent's (stopped, requeued).</summary>
+    public bool Renew(ClaimedTask task, string agentId, TimeSpan lease) =>
+        Run(connection => Execute(connection,
+            "UPDATE tasks SET lease_expiry=$e WHERE job_seq=$s AND idx=$i AND state=1 AND lease_owner=$o AND attempts=$a",
+            ("$e", Now + (long)lease.TotalMilliseconds), ("$s", task.JobSeq), ("$i", task.Index), ("$o", agentId), ("$a", task.Attempt)) == 1);
+
+    /// <summary>Reports an attempt's end; ignored (false) when the attempt was superseded.</summary>
+    public bool Report(ClaimedTask task, string agentId, int exitCode, int maxAttemptsFallback = 1)
+    {
+        return Run(connection =>
+        {
+            using var transaction = Begin(connection);
+            var owner = Scalar(connection, "SELECT lease_owner FROM tasks WHERE job_seq=$s AND idx=$i AND state=1 AND attempts=$a",
+                ("$s", task.JobSeq), ("$i", task.Index), ("$a", task.Attempt));
+            if (owner is not string o || o != agentId)
+            {
+                transaction.Commit();
+                return false;
+            }
+
+            var now = Now;
+            if (exitCode == 0)
+            {
+                Execute(connection, "UPDATE tasks SET state=2, exit_code=0, completed_at=$now, lease_owner=NULL, pgid=NULL WHERE job_seq=$s AND idx=$i",
+                    ("$now", now), ("$s", task.JobSeq), ("$i", task.Index));
+                Execute(connection, """
+                    UPDATE tasks SET deps_pending=deps_pending-1
+                    WHERE job_seq=$s AND idx IN (SELECT idx FROM deps WHERE job_seq=$s AND dep_idx=$i)
+                    """, ("$s", task.JobSeq), ("$i", task.Index));
+            }
+            else
+            {
+                var maxAttempts = Convert.ToInt32(Scalar(connection, "SELECT max_attempts FROM jobs WHERE seq=$s", ("$s", task.JobSeq)) ?? maxAttemptsFallback,
+                    CultureInfo.InvariantCulture);
+                var final = task.Attempt >= maxAttempts;
+                Execute(connection, "UPDATE tasks SET state=$st, exit_code=$x, completed_at=$now, lease_owner=NULL, pgid=NULL WHERE job_seq=$s AND idx=$i",
+                    ("$st", final ? Failed : Waiting), ("$x", exitCode), ("$now", now), ("$s", task.JobSeq), ("$i", task.Index));
+                if (final)
+                {
+                    FailDependents(connection, task.JobSeq, task.Index);
+                }
+            }
+
+            UpdateJobState(connection, task.JobSeq);
+            transaction.Commit();
+            return true;
+        });
+    }
+
+    /// <summary>Cancels a job: its waiting and running tasks are cancelled; returns the process groups to kill.</summary>
+    public IReadOnlyList<int> Stop(long seq)
+    {
+        return Run(connection =>
+        {
+            using var transaction = Begin(connection);
+            EnsureJob(connection, seq);
+            var groups = new List<int>();
+            using (var select = connection.CreateCommand())
+            {
+                select.CommandText = "SELECT pgid FROM tasks WHERE job_seq=$s AND state=1 AND pgid IS NOT NULL";
+                select.Parameters.AddWithValue("$s", seq);
+                using var reader = select.ExecuteReader();
+                while (reader.Read())
+                {
+                    groups.Add(reader.GetInt32(0));
+                }
+            }
+
+            var state = Convert.ToInt32(Scalar(connection, "SELECT state FROM jobs WHERE seq=$s", ("$s", seq)), CultureInfo.InvariantCulture);
+            if (!((JobState)state).IsTerminal())
+            {
+                var now = Now;
+                Execute(connection, "UPDATE tasks SET state=3, completed_at=$now, lease_owner=NULL WHERE job_seq=$s AND state IN (0,1)",
+                    ("$now", now), ("$s", seq));
+                Execute(connection, "UPDATE jobs SET state=3, completed_at=$now WHERE seq=$s", ("$now", now), ("$s", seq));
+            }
+
+            transaction.Commit();
+            return groups;
+        });
+    }
+
+    /// <summary>Runs failed and cancelled tasks again (or those named); completed ones are kept unless named.</summary>
+    public void Restart(long seq, IReadOnlyCollection<string>? taskIds)
+    {
+        Run(connection =>
+        {
+            using var transaction = Begin(connection);
+            EnsureJob(connection, seq);
+            if (taskIds is not null)
+            {
+                foreach (var taskId in taskIds)
+                {
+                    if (Scalar(connection, "SELECT 1 FROM tasks WHERE job_seq=$s AND task_id=$t", ("$s", seq), ("$t", taskId)) is null)
+                    {
+                        throw new ArgumentException($"Job {JobId(seq)} has no task '{taskId}'.", nameof(taskIds));
+                    }
+
+                    if (Convert.ToInt32(Scalar(connection, "SELECT state FROM tasks WHERE job_seq=$s AND task_id=$t", ("$s", seq), ("$t", taskId)),
+                        CultureInfo.InvariantCulture) == Running)
+                    {
+                        throw new FarmPluginException($"Task '{taskId}' of job {JobId(seq)} is running; stop the job before restarting it.");
+                    }
+
+                    Execute(connection, "UPDATE tasks SET state=0, attempts=0, exit_code=NULL, completed_at=NULL WHERE job_seq=$s AND task_id=$t",
+                        ("$s", seq), ("$t", taskId));
+                }
+            }
+            else
+            {
+                Execute(connection, "UPDATE tasks SET state=0, attempts=0, exit_code=NULL, completed_at=NULL WHERE job_seq=$s AND state IN (3,4)",
+                    ("$s", seq));
+            }
+
+            Execute(connection, """
+                UPDATE tasks SET deps_pending=(SELECT count(*) FROM deps d JOIN tasks t2 ON t2.job_seq=d.job_seq AND t2.idx=d.dep_idx
+                  WHERE d.job_seq=tasks.job_seq AND d.idx=tasks.idx AND t2.state<>2)
+                WHERE job_seq=$s
+                """, ("$s", seq));
+            Execute(connection, "UPDATE jobs SET state=0, completed_at=NULL WHERE seq=$s", ("$s", seq));
+            UpdateJobState(connection, seq);
+            transaction.Commit();
+            return 0;
+        });
+    }
+
+    /// <summary>Removes a terminal job's records; returns its folder.</summary>
+    public string Delete(long seq)
+    {
+        return Run(connection =>
+        {
+            using var transaction = Begin(connection);
+            EnsureJob(connection, seq);
+            var state = (JobState)Convert.ToInt32(Scalar(connection, "SELECT state FROM jobs WHERE seq=$s", ("$s", seq)), CultureInfo.InvariantCulture);
+            if (!state.IsTerminal())
+            {
+                throw new FarmPluginException($"Job {JobId(seq)} is {state}; stop it before deleting it.");
+            }
+
+            var folder = (string)Scalar(connection, "SELECT folder FROM jobs WHERE seq=$s", ("$s", seq))!;
+            Execute(connection, "DELETE FROM deps WHERE job_seq=$s; DELETE FROM tasks WHERE job_seq=$s; DELETE FROM jobs WHERE seq=$s;", ("$s", seq));
+            transaction.Commit();
+            return folder;
+        });
+    }
+
+    public Job? GetJob(long seq) => QueryJobs("WHERE j.seq=$s", [("$s", seq)], null).FirstOrDefault();
+
+    public IReadOnlyList<Job> GetJobs(JobQuery query)
+    {
+        var where = new List<string>();
+        var parameters = new List<(string, object)>();
+        if (query.State is { } state)
+        {
+            where.Add("j.state=$state");
+            parameters.Add(("$state", (int)state));
+        }
+
+        if (query.RenderContextId is { } context)
+        {
+            where.Add("j.context_id=$c");
+            parameters.Add(("$c", context.ToString()));
+        }
+
+        if (query.Submitter is { } submitter)
+        {
+            where.Add("j.submitter=$sub");
+            parameters.Add(("$sub", submitter));
+        }
+
+        return QueryJobs(where.Count == 0 ? string.Empty : "WHERE " + string.Join(" AND ", where), parameters, query.Limit);
+    }
+
+    public string? GetFolder(long seq) => Run(connection => Scalar(connection, "SELECT folder FROM jobs WHERE seq=$s", ("$s", seq)) as string);
+
+    public IReadOnlyList<(TaskInfo Info, TaskSpec Spec)> GetTasks(long seq)
+    {
+        return Run(connection =>
+        {
+            EnsureJob(connection, seq);
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT task_id, state, attempts, node, exit_code, started_at, completed_at, spec FROM tasks WHERE job_seq=$s ORDER BY idx";
+            command.Parameters.AddWithValue("$s", seq);
+            using var reader = command.ExecuteReader();
+            var result = new List<(TaskInfo, TaskSpec)>();
+            while (reader.Read())
+            {
+                var spec = JsonSerializer.Deserialize<TaskSpec>(reader.GetString(7), Json)!;
+                result.Add((new TaskInfo(reader.GetString(0), (JobState)reader.GetInt32(1), reader.GetInt32(2),
+                    reader.IsDBNull(3) ? null : reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetInt32(4),
+                    Time(reader, 5), Time(reader, 6), spec.Labels), spec));
+            }
+
+            return (IReadOnlyList<(TaskInfo, TaskSpec)>)result;
+        });
+    }
+
+    public void Heartbeat(string agentId, int pid) =>
+        Run(connection => Execute(connection, "INSERT INTO agents(id,pid,heartbeat) VALUES($id,$pid,$now) ON CONFLICT(id) DO UPDATE SET heartbeat=$now",
+            ("$id", agentId), ("$pid", pid), ("$now", Now)));
+
+    public void RemoveAgent(string agentId) =>
+        Run(connection => Execute(connection, "DELETE FROM agents WHERE id=$id", ("$id", agentId)));
+
+    public IReadOnlyList<(string Id, int Pid, DateTimeOffset Heartbeat)> GetAgents()
+    {
+        return Run(connection =>
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT id, pid, heartbeat FROM agents";
+            using var reader = command.ExecuteReader();
+            var result = new List<(string, int, DateTimeOffset)>();
+            while (reader.Read())
+            {
+                result.Add((reader.GetString(0), reader.GetInt32(1), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(2))));
+            }
+
+            return (IReadOnlyList<(string, int, DateTimeOffset)>)result;
+        });
+    }
+
+    public bool HasRunnableWork() =>
+        Run(connection => Scalar(connection, "SELECT 1 FROM tasks t JOIN jobs j ON j.seq=t.job_seq WHERE t.state IN (0,1) AND j.state IN (0,1) LIMIT 1") is not null);
+
+    private IReadOnlyList<Job> QueryJobs(string where, IReadOnlyList<(string, object)> parameters, int? limit)
+    {
+        return Run(connection =>
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = $"""
+                SELECT j.id, j.name, j.state, j.submitted_at, j.started_at, j.completed_at, j.context_id, j.submitter, j.labels, j.seq,
+                  (SELECT count(*) FROM tasks t WHERE t.job_seq=j.seq),
+                  (SELECT count(*) FROM tasks t WHERE t.job_seq=j.seq AND t.state=2),
+                  (SELECT count(*) FROM tasks t WHERE t.job_seq=j.seq AND t.state=1),
+                  (SELECT count(*) FROM tasks t WHERE t.job_seq=j.seq AND t.state=4),
+                  j.folder
+                FROM jobs j {where} ORDER BY j.seq DESC {(limit is { } l ? "LIMIT " + l.ToString(CultureInfo.InvariantCulture) : string.Empty)}
+                """;
+            foreach (var (name, value) in parameters)
+            {
+                command.Parameters.AddWithValue(name, value);
+            }
+
+            using var reader = command.ExecuteReader();
+            var jobs = new List<Job>();
+            while (reader.Read())
+            {
+                var seq = reader.GetInt64(9);
+                jobs.Add(new Job(reader.GetString(0), reader.GetString(1), (JobState)reader.GetInt32(2),
+                    new JobProgress(reader.GetInt32(10), reader.GetInt32(11), reader.GetInt32(12), reader.GetInt32(13)),
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3)), Time(reader, 4), Time(reader, 5),
+                    Guid.Parse(reader.GetString(6)), reader.IsDBNull(7) ? null : reader.GetString(7), null,
+                    JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(8), Json),
+                    new Dictionary<string, string> { ["folder"] = reader.GetString(14), ["seq"] = seq.ToString(CultureInfo.InvariantCulture) }));
+            }
+
+            return (IReadOnlyList<Job>)jobs;
+        });
+    }
+
+    private void RequeueLapsed(SqliteConnection connection)
+    {
+        var lapsed = new List<(long Seq, int Idx, int Attempts, int Max)>();
+        using (var select = connection.CreateCommand())
+        {
+            select.CommandText = """
+                SELECT t.job_seq, t.idx, t.attempts, j.max_attempts FROM tasks t JOIN jobs j ON j.seq=t.job_seq
+                WHERE t.state=1 AND t.lease_expiry < $now
+                """;
+            select.Parameters.AddWithValue("$now", Now);
+            using var reader = select.ExecuteReader();
+            while (reader.Read())
+            {
+                lapsed.Add((reader.GetInt64(0), reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3)));
+            }
+        }
+
+        foreach (var (seq, idx, attempts, max) in lapsed)
+        {
+            var final = attempts >= max;
+            Execute(connection, "UPDATE tasks SET state=$st, lease_owner=NULL, pgid=NULL, completed_at=$now WHERE job_seq=$s AND idx=$i",
+                ("$st", final ? Failed : Waiting), ("$now", Now), ("$s", seq), ("$i", idx));
+            if (final)
+            {
+                FailDependents(connection, seq, idx);
+            }
+
+            UpdateJobState(connection, seq);
+        }
+    }
+
+    private void FailDependents(SqliteConnection connection, long seq, int idx)
+    {
+        var pending = new Queue<int>([idx]);
+        while (pending.Count > 0)
+        {
+            var failed = pending.Dequeue();
+            var dependents = new List<int>();
+            using (var select = connection.CreateCommand())
+            {
+                select.CommandText = "SELECT d.idx FROM deps d JOIN tasks t ON t.job_seq=d.job_seq AND t.idx=d.idx WHERE d.job_seq=$s AND d.dep_idx=$i AND t.state=0";
+                select.Parameters.AddWithValue("$s", seq);
+                select.Parameters.AddWithValue("$i", failed);
+                using var reader = select.ExecuteReader();
+                while (reader.Read())
+                {
+                    dependents.Add(reader.GetInt32(0));
+                }
+            }
+
+            foreach (var dependent in dependents)
+            {
+                Execute(connection, "UPDATE tasks SET state=4, completed_at=$now WHERE job_seq=$s AND idx=$i",
+                    ("$now", Now), ("$s", seq), ("$i", dependent));
+                pending.Enqueue(dependent);
+            }
+        }
+    }
+
+    private void UpdateJobState(SqliteConnection connection, long seq)
+    {
+        var counts = new int[5];
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT state, count(*) FROM tasks WHERE job_seq=$s GROUP BY state";
+            command.Parameters.AddWithValue("$s", seq);
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                counts[reader.GetInt32(0)] = reader.GetInt32(1);
+            }
+        }
+
+        var current = Convert.ToInt32(Scalar(connection, "SELECT state FROM jobs WHERE seq=$s", ("$s", seq)), CultureInfo.InvariantCulture);
+        if (current == Cancelled)
+        {
+            return;
+        }
+
+        var total = counts.Sum();
+        int state;
+        if (counts[Waiting] + counts[Running] == 0)
+        {
+            state = counts[Completed] == total ? Completed : counts[Failed] > 0 ? Failed : Cancelled;
+        }
+        else
+        {
+            state = counts[Running] > 0 || counts[Completed] + counts[Failed] > 0 ? Running : Waiting;
+        }
+
+        var now = Now;
+        Execute(connection, """
+            UPDATE jobs SET state=$st,
+              started_at=CASE WHEN started_at IS NULL AND $st<>0 THEN $now ELSE started_at END,
+              completed_at=CASE WHEN $st IN (2,3,4) THEN ifnull(completed_at,$now) ELSE NULL END
+            WHERE seq=$s
+            """, ("$st", state), ("$now", now), ("$s", seq));
+    }
+
+    private static void EnsureJob(SqliteConnection connection, long seq)
+    {
+        if (Scalar(connection, "SELECT 1 FROM jobs WHERE seq=$s", ("$s", seq)) is null)
+        {
+            throw new JobNotFoundException(JobId(seq), "LocalQueue");
+        }
+    }
+
+    private static DateTimeOffset? Time(SqliteDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
+
+    private static SqliteTransaction Begin(SqliteConnection connection) => connection.BeginTransaction(deferred: false);
+
+    private static int Execute(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return command.ExecuteNonQuery();
+    }
+
+    private static object? Scalar(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        var result = command.ExecuteScalar();
+        return result is DBNull ? null : result;
+    }
+
+    private T Run<T>(Func<SqliteConnection, T> action)
+    {
+        try
+        {
+            using var connection = new SqliteConnection(_connectionString);
+            connection.Open();
+            Execute(connection, "PRAGMA busy_timeout=15000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;");
+            return action(connection);
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode is 5 or 6)
+        {
+            throw new FarmUnavailableException(
+                $"The LocalQueue database {DatabasePath} is locked by another process and stayed locked; try again, or find the process holding it.", ex, "LocalQueue");
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode is 11 or 26)
+        {
+            throw new FarmPluginException(
+                $"The LocalQueue database {DatabasePath} is damaged or not a database ({ex.Message}); move it away to start an empty queue.", ex, "LocalQueue");
+        }
+    }
+}
