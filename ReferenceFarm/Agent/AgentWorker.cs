@@ -1,0 +1,723 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+using FarmApi;
+using FarmApi.Hashing;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using ReferenceFarm.Protocol;
+
+namespace ReferenceFarm.Agent;
+
+/// <summary>
+/// The render node: leases tasks (priority order is the server's business), lays out the job folder from a blob cache
+/// shared across jobs, runs the commands, streams their output, uploads declared outputs and reports with the lease
+/// number. On SIGTERM it stops leasing, lets running tasks finish within the drain grace, and hands back the rest.
+/// </summary>
+public sealed class AgentWorker : BackgroundService
+{
+    private readonly AgentOptions _options;
+    private readonly ILogger<AgentWorker> _logger;
+    private readonly GrpcChannel _channel;
+    private readonly Protocol.Agents.AgentsClient _agents;
+    private readonly Blobs.BlobsClient _blobs;
+    private readonly Metadata _headers;
+    private readonly FileBlobStore _cache;
+    private readonly Installation[] _installations;
+    private readonly ConcurrentDictionary<(string JobId, string TaskId), Held> _held = new();
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _downloads = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _drainKill = new();
+    private readonly CancellationTokenSource _hardStop = new();
+
+    /// <summary>Makes the worker.</summary>
+    /// <param name="options">The options.</param>
+    /// <param name="logger">The logger.</param>
+    public AgentWorker(AgentOptions options, ILogger<AgentWorker> logger)
+    {
+        _options = options;
+        _logger = logger;
+        _channel = FarmChannel.Create(options.Server, options.CaCertificate);
+        _agents = new Protocol.Agents.AgentsClient(_channel);
+        _blobs = new Blobs.BlobsClient(_channel);
+        _headers = FarmChannel.Bearer(options.Token);
+        _cache = new FileBlobStore(Path.Combine(options.WorkDirectory, "cache"));
+        _installations = DetectInstallations(options);
+    }
+
+    private sealed class Held(long lease)
+    {
+        public long Lease { get; } = lease;
+
+        public CancellationTokenSource Cancel { get; } = new();
+    }
+
+    /// <summary>The hosts this node advertises, with where each one's executable is.</summary>
+    /// <param name="options">The options.</param>
+    /// <returns>The installations.</returns>
+    public static Installation[] DetectInstallations(AgentOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var wanted = options.Hosts.Count > 0 ? options.Hosts : ["command", FarmTools.HostName, "povray", "blender"];
+        var result = new List<Installation>();
+        foreach (var host in wanted.Distinct(StringComparer.Ordinal))
+        {
+            string? executable = options.HostPaths.GetValueOrDefault(host);
+            if (executable is null)
+            {
+                executable = host switch
+                {
+                    "command" => string.Empty,
+                    FarmTools.HostName => FarmTools.Locate(null, typeof(AgentWorker).Assembly.Location),
+                    _ => FindOnPath(host),
+                };
+            }
+
+            // A host asked for explicitly is advertised even when not found, so its tasks fail visibly here rather than wait forever.
+            if (executable is null && options.Hosts.Count == 0)
+            {
+                continue;
+            }
+
+            result.Add(new Installation
+            {
+                Host = host, Executable = executable ?? host, Version = string.Empty,
+                Platform = System.Runtime.InteropServices.RuntimeInformation.RuntimeIdentifier, Known = true,
+            });
+        }
+
+        return [.. result];
+    }
+
+    private static string? FindOnPath(string name)
+    {
+        foreach (var folder in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
+        {
+            var candidate = Path.Combine(folder, name);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        return null;
+    }
+
+    /// <inheritdoc/>
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        Log.Draining(_logger, (long)_options.DrainGrace.TotalMilliseconds, _held.Count);
+        _drainKill.CancelAfter(_options.DrainGrace);
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc/>
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        Directory.CreateDirectory(Path.Combine(_options.WorkDirectory, "jobs"));
+        Log.Started(_logger, _options.Name, _options.Server.ToString(), string.Join(",", _installations.Select(i => i.Host)), _options.Slots,
+            _options.WorkDirectory);
+        RemoveOldJobFolders();
+        var heartbeat = HeartbeatLoopAsync(_hardStop.Token);
+        var slots = Enumerable.Range(0, _options.Slots).Select(_ => SlotLoopAsync(stoppingToken)).ToArray();
+        try
+        {
+            await Task.WhenAll(slots).ConfigureAwait(false);
+        }
+        finally
+        {
+            await _hardStop.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await heartbeat.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            _channel.Dispose();
+        }
+    }
+
+    private async Task SlotLoopAsync(CancellationToken stoppingToken)
+    {
+        var backoff = _options.Backoff;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            LeaseReply? reply;
+            try
+            {
+                var request = new LeaseRequest { Agent = _options.Name, WaitMs = (long)_options.Poll.TotalMilliseconds };
+                request.Hosts.Add(_installations);
+                reply = await _agents.LeaseAsync(request, _headers, deadline: DateTime.UtcNow + _options.Poll + TimeSpan.FromSeconds(10),
+                    cancellationToken: stoppingToken).ConfigureAwait(false);
+                backoff = _options.Backoff;
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled && stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.PermissionDenied)
+            {
+                Log.Refused(_logger, ex.Status.Detail);
+                await DelayAsync(_options.MaxBackoff, stoppingToken).ConfigureAwait(false);
+                continue;
+            }
+            catch (RpcException ex)
+            {
+                Log.Retrying(_logger, ex.StatusCode.ToString(), (long)backoff.TotalMilliseconds);
+                await DelayAsync(backoff, stoppingToken).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
+                continue;
+            }
+
+            // A report's reply may carry the next lease: run tasks back to back without a separate lease call.
+            while (reply is { HasTask: true })
+            {
+                reply = await RunTaskAsync(reply, stoppingToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private void RemoveOldJobFolders()
+    {
+        // Job folders of finished jobs would pile up forever; the blob cache keeps their inputs for the next job.
+        var cutoff = DateTime.UtcNow - _options.KeepJobs;
+        foreach (var folder in Directory.EnumerateDirectories(Path.Combine(_options.WorkDirectory, "jobs")))
+        {
+            var jobId = Path.GetFileName(folder);
+            if (Directory.GetLastWriteTimeUtc(folder) < cutoff && !_held.Keys.Any(k => k.JobId == jobId))
+            {
+                try
+                {
+                    Directory.Delete(folder, recursive: true);
+                }
+                catch (IOException)
+                {
+                }
+                catch (UnauthorizedAccessException)
+                {
+                }
+            }
+        }
+    }
+
+    private async Task HeartbeatLoopAsync(CancellationToken cancellationToken)
+    {
+        var lastCleanup = DateTime.UtcNow;
+        using var timer = new PeriodicTimer(_options.Heartbeat);
+        while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (DateTime.UtcNow - lastCleanup > TimeSpan.FromHours(1))
+            {
+                lastCleanup = DateTime.UtcNow;
+                RemoveOldJobFolders();
+            }
+
+            var request = new HeartbeatRequest { Agent = _options.Name };
+            foreach (var ((jobId, taskId), held) in _held)
+            {
+                request.Tasks.Add(new HeldTask { JobId = jobId, TaskId = taskId, Lease = held.Lease });
+            }
+
+            try
+            {
+                var reply = await _agents.HeartbeatAsync(request, _headers, deadline: DateTime.UtcNow + _options.Heartbeat + TimeSpan.FromSeconds(5),
+                    cancellationToken: cancellationToken).ConfigureAwait(false);
+                foreach (var cancel in reply.Cancel)
+                {
+                    if (_held.TryGetValue((cancel.JobId, cancel.TaskId), out var held) && held.Lease == cancel.Lease)
+                    {
+                        Log.Cancelling(_logger, cancel.JobId, cancel.TaskId, "the server no longer holds this lease (stopped or superseded)");
+                        await held.Cancel.CancelAsync().ConfigureAwait(false);
+                    }
+                }
+            }
+            catch (RpcException)
+            {
+                // The server is down or restarting: keep running, keep trying; its restart grace covers the gap.
+            }
+        }
+    }
+
+    private async Task<LeaseReply?> RunTaskAsync(LeaseReply lease, CancellationToken stoppingToken)
+    {
+        var key = (lease.JobId, lease.TaskId);
+        var held = new Held(lease.Lease);
+        _held[key] = held;
+        Log.Running(_logger, lease.JobId, lease.TaskId, lease.Attempt, lease.Lease);
+        var output = new OutputBuffer();
+        using var flushStop = new CancellationTokenSource();
+        var flusher = FlushLogLoopAsync(lease, output, held, flushStop.Token);
+        var complete = new CompleteRequest { Agent = _options.Name, JobId = lease.JobId, TaskId = lease.TaskId, Lease = lease.Lease };
+        try
+        {
+            var (outcome, exitCode, message) = await ExecuteAsync(lease, output, held).ConfigureAwait(false);
+            if (outcome == 0)
+            {
+                (outcome, message) = await CollectOutputsAsync(lease, complete).ConfigureAwait(false);
+            }
+
+            complete.Outcome = outcome;
+            complete.ExitCode = exitCode;
+            complete.Message = message;
+            if (message.Length > 0)
+            {
+                output.Append(message + "\n");
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.TaskError(_logger, lease.JobId, lease.TaskId, ex);
+            complete.Outcome = 1;
+            complete.ExitCode = -1;
+            complete.Message = "agent error: " + ex.Message;
+            output.Append(complete.Message + "\n");
+        }
+        finally
+        {
+            await flushStop.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await flusher.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
+        complete.LogTail = ByteString.CopyFromUtf8(output.Take());
+        if (!stoppingToken.IsCancellationRequested)
+        {
+            complete.Next = new LeaseRequest { Agent = _options.Name };
+            complete.Next.Hosts.Add(_installations);
+        }
+
+        // Reported even when the server withdrew the lease: the attempt number lets the server reject it.
+        var next = await ReportAsync(complete).ConfigureAwait(false);
+        _held.TryRemove(key, out _);
+        held.Cancel.Dispose();
+        return next;
+    }
+
+    private async Task<LeaseReply?> ReportAsync(CompleteRequest complete)
+    {
+        var backoff = _options.Backoff;
+        while (true)
+        {
+            try
+            {
+                var reply = await _agents.CompleteAsync(complete, _headers, deadline: DateTime.UtcNow + TimeSpan.FromSeconds(30), cancellationToken: _hardStop.Token)
+                    .ConfigureAwait(false);
+                Log.Reported(_logger, complete.JobId, complete.TaskId, complete.Outcome switch { 0 => "succeeded", 2 => "interrupted", _ => "failed" });
+                return reply.Next;
+            }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.FailedPrecondition or StatusCode.InvalidArgument or StatusCode.NotFound)
+            {
+                Log.Rejected(_logger, complete.JobId, complete.TaskId, ex.Status.Detail);
+                return null;
+            }
+            catch (RpcException ex) when (!_hardStop.IsCancellationRequested)
+            {
+                // Keep the result until the server is back: its restart grace keeps the lease alive meanwhile.
+                Log.Retrying(_logger, ex.StatusCode.ToString(), (long)backoff.TotalMilliseconds);
+                await DelayAsync(backoff, _hardStop.Token).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
+            }
+            catch (RpcException)
+            {
+                return null;
+            }
+        }
+    }
+
+    private async Task FlushLogLoopAsync(LeaseReply lease, OutputBuffer output, Held held, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(_options.LogFlush);
+        while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var text = output.TakeLines();
+            if (text.Length == 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                await _agents.AppendLogAsync(new AppendLogRequest { JobId = lease.JobId, TaskId = lease.TaskId, Lease = lease.Lease, Text = ByteString.CopyFromUtf8(text) },
+                    _headers, deadline: DateTime.UtcNow + TimeSpan.FromSeconds(10), cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.FailedPrecondition)
+            {
+                await held.Cancel.CancelAsync().ConfigureAwait(false);
+            }
+            catch (RpcException)
+            {
+                // Keep the text for the next flush or the final report.
+                output.PutBack(text);
+            }
+        }
+    }
+
+    private async Task<(int Outcome, int ExitCode, string Message)> ExecuteAsync(LeaseReply lease, OutputBuffer output, Held held)
+    {
+        if (lease.JobId.Length == 0 || lease.JobId.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
+        {
+            return (1, -1, $"job id '{lease.JobId}' is not a safe folder name");
+        }
+
+        var folder = Path.Combine(_options.WorkDirectory, "jobs", lease.JobId);
+        Directory.CreateDirectory(folder);
+        foreach (var file in lease.Files)
+        {
+            await LayOutAsync(folder, file, held.Cancel.Token).ConfigureAwait(false);
+        }
+
+        var environment = new Dictionary<string, string>(lease.Environment)
+        {
+            ["FARM_JOB_ID"] = lease.JobId,
+            ["FARM_TASK_ID"] = lease.TaskId,
+            ["FARM_ATTEMPT"] = lease.Attempt.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["FARM_LEASE"] = lease.Lease.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["FARM_AGENT"] = _options.Name,
+        };
+        using var timeout = lease.TimeoutMs > 0 ? new CancellationTokenSource(TimeSpan.FromMilliseconds(lease.TimeoutMs)) : new CancellationTokenSource();
+        using var any = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, held.Cancel.Token, _drainKill.Token);
+        for (var i = 0; i < lease.Commands.Count; i++)
+        {
+            var command = lease.Commands[i];
+            var info = new ProcessStartInfo
+            {
+                FileName = ResolveExecutable(command.Executable, folder), WorkingDirectory = folder, UseShellExecute = false,
+                RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = false,
+            };
+            foreach (var argument in command.Arguments)
+            {
+                info.ArgumentList.Add(argument);
+            }
+
+            foreach (var pair in environment)
+            {
+                info.Environment[pair.Key] = pair.Value;
+            }
+
+            Process process;
+            try
+            {
+                process = Process.Start(info) ?? throw new InvalidOperationException("no process");
+            }
+            catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException)
+            {
+                return (1, -1, $"command {i + 1}: could not start '{command.Executable}': {ex.Message}");
+            }
+
+            using (process)
+            {
+                var stdout = PumpAsync(process.StandardOutput, output);
+                var stderr = PumpAsync(process.StandardError, output);
+                try
+                {
+                    await process.WaitForExitAsync(any.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Kill the whole tree before the task is released.
+                    try
+                    {
+                        process.Kill(entireProcessTree: true);
+                    }
+                    catch (InvalidOperationException)
+                    {
+                    }
+
+                    await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+
+                await Task.WhenAll(stdout, stderr).ConfigureAwait(false);
+                if (held.Cancel.IsCancellationRequested)
+                {
+                    return (1, -1, "stopped by the server");
+                }
+
+                if (timeout.IsCancellationRequested)
+                {
+                    return (1, -1, $"timed out after {lease.TimeoutMs} ms; the process tree was killed");
+                }
+
+                if (_drainKill.IsCancellationRequested)
+                {
+                    return (2, -1, "interrupted: the agent is stopping");
+                }
+
+                if (process.ExitCode != 0)
+                {
+                    return (1, process.ExitCode, $"command {i + 1} ({command.Executable}) exited with code {process.ExitCode}");
+                }
+            }
+        }
+
+        return (0, 0, string.Empty);
+    }
+
+    private string ResolveExecutable(string executable, string folder)
+    {
+        var installation = _installations.FirstOrDefault(h => h.Host == executable && h.Executable.Length > 0);
+        if (installation is not null)
+        {
+            return installation.Executable;
+        }
+
+        if (!Path.IsPathRooted(executable) && (executable.Contains('/', StringComparison.Ordinal) || executable.Contains('\\', StringComparison.Ordinal)))
+        {
+            return JobPaths.ResolveInside(folder, executable, "executable");
+        }
+
+        return executable;
+    }
+
+    private static async Task PumpAsync(StreamReader reader, OutputBuffer output)
+    {
+        var buffer = new char[4096];
+        int read;
+        while ((read = await reader.ReadAsync(buffer).ConfigureAwait(false)) > 0)
+        {
+            output.Append(new string(buffer, 0, read));
+        }
+    }
+
+    private async Task LayOutAsync(string folder, FileEntry file, CancellationToken cancellationToken)
+    {
+        var destination = JobPaths.ResolveInside(folder, file.RelativePath, "file");
+        var existing = new FileInfo(destination);
+        if (existing.Exists && existing.Length == file.Size)
+        {
+            return;
+        }
+
+        await EnsureCachedAsync(file.Hash, cancellationToken).ConfigureAwait(false);
+        await _cache.LinkOrCopyAsync(file.Hash, destination, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task EnsureCachedAsync(string hash, CancellationToken cancellationToken)
+    {
+        if (_cache.Contains(hash))
+        {
+            return;
+        }
+
+        var gate = _downloads.GetOrAdd(hash, _ => new SemaphoreSlim(1, 1));
+        await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_cache.Contains(hash))
+            {
+                return;
+            }
+
+            using var call = _blobs.Download(new DownloadRequest { Hash = hash }, _headers, cancellationToken: cancellationToken);
+            var stream = new DownloadStream(call.ResponseStream, cancellationToken);
+            await _cache.AddStreamAsync(stream, hash, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    private async Task<(int Outcome, string Message)> CollectOutputsAsync(LeaseReply lease, CompleteRequest complete)
+    {
+        var folder = Path.Combine(_options.WorkDirectory, "jobs", lease.JobId);
+        foreach (var relative in lease.Outputs)
+        {
+            var path = JobPaths.ResolveInside(folder, relative, "output");
+            if (!File.Exists(path))
+            {
+                return (1, $"missing output {relative}");
+            }
+
+            var hash = await _cache.AddFileAsync(path).ConfigureAwait(false);
+            complete.Outputs.Add(new FileEntry { RelativePath = relative, Hash = hash, Size = new FileInfo(path).Length });
+        }
+
+        if (complete.Outputs.Count == 0)
+        {
+            return (0, string.Empty);
+        }
+
+        var query = new FindMissingRequest();
+        query.Hashes.Add(complete.Outputs.Select(o => o.Hash).Distinct());
+        var missing = await WithRetryAsync(() => _blobs.FindMissingAsync(query, _headers, cancellationToken: _hardStop.Token).ResponseAsync).ConfigureAwait(false);
+        foreach (var hash in missing.Missing)
+        {
+            await WithRetryAsync(() => UploadAsync(hash)).ConfigureAwait(false);
+        }
+
+        return (0, string.Empty);
+    }
+
+    private async Task<bool> UploadAsync(string hash)
+    {
+        using var call = _blobs.Upload(_headers, cancellationToken: _hardStop.Token);
+        var file = new FileStream(_cache.GetPath(hash), FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous);
+        await using (file.ConfigureAwait(false))
+        {
+            var buffer = new byte[1 << 20];
+            var first = true;
+            int read;
+            while ((read = await file.ReadAsync(buffer, _hardStop.Token).ConfigureAwait(false)) > 0 || first)
+            {
+                await call.RequestStream.WriteAsync(new BlobChunk { Hash = first ? hash : string.Empty, Data = ByteString.CopyFrom(buffer, 0, read) })
+                    .ConfigureAwait(false);
+                first = false;
+                if (read == 0)
+                {
+                    break;
+                }
+            }
+        }
+
+        await call.RequestStream.CompleteAsync().ConfigureAwait(false);
+        await call.ResponseAsync.ConfigureAwait(false);
+        return true;
+    }
+
+    private async Task<T> WithRetryAsync<T>(Func<Task<T>> action)
+    {
+        var backoff = _options.Backoff;
+        while (true)
+        {
+            try
+            {
+                return await action().ConfigureAwait(false);
+            }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.DeadlineExceeded
+                && !_hardStop.IsCancellationRequested)
+            {
+                Log.Retrying(_logger, ex.StatusCode.ToString(), (long)backoff.TotalMilliseconds);
+                await DelayAsync(backoff, _hardStop.Token).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    public override void Dispose()
+    {
+        _drainKill.Dispose();
+        _hardStop.Dispose();
+        base.Dispose();
+    }
+
+    /// <summary>Task output waiting to be sent; whole lines go out while the task runs, the rest with the report.</summary>
+    private sealed class OutputBuffer
+    {
+        private readonly StringBuilder _text = new();
+        private readonly Lock _gate = new();
+
+        public void Append(string text)
+        {
+            lock (_gate)
+            {
+                _text.Append(text);
+            }
+        }
+
+        public void PutBack(string text)
+        {
+            lock (_gate)
+            {
+                _text.Insert(0, text);
+            }
+        }
+
+        public string TakeLines()
+        {
+            lock (_gate)
+            {
+                var text = _text.ToString();
+                var end = text.LastIndexOf('\n');
+                if (end < 0)
+                {
+                    return string.Empty;
+                }
+
+                _text.Remove(0, end + 1);
+                return text[..(end + 1)];
+            }
+        }
+
+        public string Take()
+        {
+            lock (_gate)
+            {
+                var text = _text.ToString();
+                _text.Clear();
+                return text;
+            }
+        }
+    }
+
+    /// <summary>Reads a blob download's chunks as one stream.</summary>
+    private sealed class DownloadStream(IAsyncStreamReader<BlobChunk> reader, CancellationToken cancellationToken) : Stream
+    {
+        private ReadOnlyMemory<byte> _current;
+        private bool _done;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken token = default)
+        {
+            while (_current.IsEmpty)
+            {
+                if (_done || !await reader.MoveNext(cancellationToken).ConfigureAwait(false))
+                {
+                    _done = true;
+                    return 0;
+                }
+
+                _current = reader.Current.Data.Memory;
+            }
+
+            var n = Math.Min(buffer.Length, _current.Length);
+            _current[..n].CopyTo(buffer);
+            _current = _current[n..];
+            return n;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken token) =>
+            ReadAsync(buffer.AsMemory(offset, count), token).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+}

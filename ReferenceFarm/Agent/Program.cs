@@ -1,0 +1,30 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using ReferenceFarm.Agent;
+
+// `agent --server URL --token-file FILE [--hosts povray,blender] [--work DIR] ...`: the token never comes from the command line.
+AgentOptions options;
+try
+{
+    options = AgentOptions.Parse(args, Environment.GetEnvironmentVariable);
+}
+catch (ArgumentException ex)
+{
+    await Console.Error.WriteLineAsync($"error: {ex.Message}\n{AgentOptions.Usage}").ConfigureAwait(false);
+    return 2;
+}
+
+// The token is not inherited by the tasks this agent runs.
+Environment.SetEnvironmentVariable("FARM_AGENT_TOKEN", null);
+var builder = Host.CreateApplicationBuilder([]);
+builder.Logging.ClearProviders();
+builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+builder.Services.AddSingleton(options);
+builder.Services.AddHostedService<AgentWorker>();
+builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainGrace + TimeSpan.FromSeconds(15));
+using var host = builder.Build();
+await host.RunAsync().ConfigureAwait(false);
+return 0;
