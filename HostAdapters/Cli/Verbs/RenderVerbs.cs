@@ -245,18 +245,19 @@ internal sealed class DemoVerb : Verb
 
     private static async Task EnsurePovRayAsync(CliSession session, CancellationToken cancellationToken)
     {
-        if (File.Exists("/usr/bin/povray"))
+        // Debian splits POV-Ray: the standard include files (colors.inc...) are in povray-includes, a recommendation only.
+        if (File.Exists("/usr/bin/povray") && File.Exists("/usr/share/povray-3.7/include/colors.inc"))
         {
             return;
         }
 
         if (Environment.UserName != "root")
         {
-            throw new FarmPluginException("POV-Ray is not installed. Install it with: sudo apt-get install -y povray");
+            throw new FarmPluginException("POV-Ray is not installed. Install it with: sudo apt-get install -y povray povray-includes");
         }
 
-        await session.Err.WriteLineAsync("farm: installing POV-Ray (apt-get install -y povray)...").ConfigureAwait(false);
-        foreach (var arguments in new[] { new[] { "update", "-qq" }, new[] { "install", "-y", "-qq", "povray" } })
+        await session.Err.WriteLineAsync("farm: installing POV-Ray (apt-get install -y povray povray-includes)...").ConfigureAwait(false);
+        foreach (var arguments in new[] { new[] { "update", "-qq" }, new[] { "install", "-y", "-qq", "--no-install-recommends", "povray", "povray-includes" } })
         {
             var info = new ProcessStartInfo("apt-get") { RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (var argument in arguments)
