@@ -1,0 +1,298 @@
+using System.Globalization;
+using FarmApi;
+
+namespace FarmPlugins.Slurm;
+
+/// <summary>One task as the adapter sees it now.</summary>
+internal sealed record TaskView(
+    int Ordinal, TaskRecord Task, JobState State, int Attempts, string? Node, int? ExitCode,
+    DateTimeOffset? StartedAt, DateTimeOffset? CompletedAt, string? ArrayJobId, string? ElementId, TaskFinal? NewFinal);
+
+/// <summary>One job as the adapter sees it now.</summary>
+internal sealed record JobView(JobFolder Folder, JobRecord Record, IReadOnlyList<TaskView> Tasks, JobState State);
+
+public sealed partial class SlurmPlugin
+{
+    private async Task<JobView> ViewAsync(string jobId, CancellationToken cancellationToken)
+    {
+        var folder = FolderOf(jobId);
+        var record = JobRecords.Read(folder) ?? throw new JobNotFoundException(jobId, Name);
+        var view = Resolve(folder, record, await QuerySlurmAsync([record], cancellationToken).ConfigureAwait(false));
+        return await SettleAsync(folder, view, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Asks Slurm about every array whose tasks the job folder cannot answer for alone; null when none.</summary>
+    private async Task<Dictionary<(string JobId, int Index), SlurmElement>?> QuerySlurmAsync(IEnumerable<JobRecord> records,
+        CancellationToken cancellationToken)
+    {
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var record in records)
+        {
+            var folder = new JobFolder(_options.SharedRoot, _options.NodeSharedRoot, record.JobId);
+            for (var ordinal = 0; ordinal < record.Tasks.Count; ordinal++)
+            {
+                var task = record.Tasks[ordinal];
+                var array = ArrayOf(record, task.Run, ordinal);
+                if (task.Final is null && array?.SlurmJobId is { } id && !ExitIsFinal(folder, record, task, ordinal))
+                {
+                    ids.Add(id);
+                }
+            }
+        }
+
+        return ids.Count == 0 ? null : await _slurm.QueryAsync(ids, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static ArrayRecord? ArrayOf(JobRecord record, int run, int ordinal) =>
+        record.Runs.FirstOrDefault(r => r.Number == run)?.Arrays.FirstOrDefault(a => a.Ordinals.Contains(ordinal));
+
+    /// <summary>Whether the exit code file is the task's last word: success, or a failure of its last attempt.</summary>
+    private static bool ExitIsFinal(JobFolder folder, JobRecord record, TaskRecord task, int ordinal)
+    {
+        var exit = ReadExit(folder.ExitFile(task.Run, task.Spec.Id));
+        return exit.Code is 0 || (exit.Code is not null && ReadAttempt(folder.AttemptFile(task.Run, ordinal)).Attempts >= record.MaxAttempts);
+    }
+
+    /// <summary>
+    /// Works out every task's state from, in order: what the adapter decided (stop, a failed dependency), the exit
+    /// code the task script wrote, and what Slurm says; then fails the waiting tasks whose dependencies failed.
+    /// </summary>
+    private JobView Resolve(JobFolder folder, JobRecord record, Dictionary<(string JobId, int Index), SlurmElement>? elements)
+    {
+        var now = TimeProvider.GetUtcNow();
+        var views = new TaskView[record.Tasks.Count];
+        for (var ordinal = 0; ordinal < record.Tasks.Count; ordinal++)
+        {
+            var task = record.Tasks[ordinal];
+            var (attempts, attemptNode) = ReadAttempt(folder.AttemptFile(task.Run, ordinal));
+            var exit = ReadExit(folder.ExitFile(task.Run, task.Spec.Id));
+            var started = ReadStart(folder.StartFile(task.Run, task.Spec.Id));
+            var array = ArrayOf(record, task.Run, ordinal);
+            var index = array is null ? 0 : ordinal - (array.Chunk * record.MaxArraySize);
+            var elementId = array?.SlurmJobId is { } arrayId ? arrayId + "_" + Text(index) : null;
+            var totalAttempts = task.PriorAttempts + attempts;
+            if (task.Final is { } final)
+            {
+                views[ordinal] = new TaskView(ordinal, task, final.State, totalAttempts, final.Node ?? attemptNode, final.ExitCode ?? exit.Code,
+                    final.StartedAt ?? started, final.At, array?.SlurmJobId, elementId, null);
+                continue;
+            }
+
+            if (array?.SlurmJobId is null)
+            {
+                // Being submitted (or a submission was interrupted: submitting the same render context again resumes it).
+                views[ordinal] = new TaskView(ordinal, task, JobState.Waiting, totalAttempts, null, null, null, null, null, null, null);
+                continue;
+            }
+
+            SlurmElement? element = null;
+            elements?.TryGetValue((array.SlurmJobId, index), out element);
+            var exitFinal = exit.Code is 0 || (exit.Code is not null && attempts >= record.MaxAttempts);
+            TaskView view;
+            if (element is { IsActive: true } && !(exitFinal && element.State != "PENDING"))
+            {
+                view = new TaskView(ordinal, task, element.MappedState, totalAttempts, element.Node ?? attemptNode, null,
+                    element.MappedState == JobState.Running ? started ?? element.StartedAt : null, null, array.SlurmJobId, elementId, null);
+            }
+            else if (exit.Code is { } code)
+            {
+                view = new TaskView(ordinal, task, code == 0 ? JobState.Completed : JobState.Failed, totalAttempts, attemptNode ?? element?.Node, code,
+                    started ?? element?.StartedAt, exit.At, array.SlurmJobId, elementId, null);
+            }
+            else if (element is not null)
+            {
+                // Ended without an exit code file (killed by Slurm, or it never started): keep what only Slurm knows now.
+                var state = element.MappedState;
+                var reason = element.Reason.Length > 0 ? $"Slurm: {element.State} ({element.Reason})" : $"Slurm: {element.State}";
+                var ended = element.EndedAt ?? now;
+                view = new TaskView(ordinal, task, state, totalAttempts, element.Node ?? attemptNode, element.ExitCode, started ?? element.StartedAt,
+                    ended, array.SlurmJobId, elementId, new TaskFinal(state, element.ExitCode, reason, ended, element.Node ?? attemptNode, started ?? element.StartedAt));
+            }
+            else if (elements is not null)
+            {
+                var reason = $"Slurm no longer knows job {elementId} and the task left no exit code";
+                view = new TaskView(ordinal, task, JobState.Failed, totalAttempts, attemptNode, null, started, now, array.SlurmJobId, elementId,
+                    new TaskFinal(JobState.Failed, null, reason, now, attemptNode, started));
+            }
+            else
+            {
+                view = new TaskView(ordinal, task, JobState.Waiting, totalAttempts, attemptNode, null, started, null, array.SlurmJobId, elementId, null);
+            }
+
+            views[ordinal] = view;
+        }
+
+        // A waiting task whose dependency (of the same run) failed or was cancelled can never run: it has failed.
+        var ordinalOf = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < views.Length; i++)
+        {
+            ordinalOf[views[i].Task.Spec.Id] = i;
+        }
+
+        for (var changed = true; changed;)
+        {
+            changed = false;
+            for (var i = 0; i < views.Length; i++)
+            {
+                var view = views[i];
+                if (view.State != JobState.Waiting || view.Task.Final is not null)
+                {
+                    continue;
+                }
+
+                foreach (var dependency in view.Task.Spec.DependsOn ?? [])
+                {
+                    var upstream = views[ordinalOf[dependency]];
+                    if (upstream.Task.Run == view.Task.Run && upstream.State is JobState.Failed or JobState.Cancelled)
+                    {
+                        var reason = $"task '{dependency}' it depends on {(upstream.State == JobState.Failed ? "failed" : "was cancelled")}";
+                        views[i] = view with
+                        {
+                            State = JobState.Failed,
+                            CompletedAt = now,
+                            NewFinal = new TaskFinal(JobState.Failed, null, reason, now),
+                        };
+                        changed = true;
+                        break;
+                    }
+                }
+            }
+        }
+
+        return new JobView(folder, record, views, Aggregate(record, views));
+    }
+
+    private static JobState Aggregate(JobRecord record, IReadOnlyList<TaskView> tasks)
+    {
+        if (record.StoppedAt is not null)
+        {
+            return JobState.Cancelled;
+        }
+
+        int Count(JobState state) => tasks.Count(t => t.State == state);
+        if (Count(JobState.Waiting) + Count(JobState.Running) == 0)
+        {
+            return Count(JobState.Completed) == tasks.Count ? JobState.Completed
+                : Count(JobState.Failed) > 0 ? JobState.Failed : JobState.Cancelled;
+        }
+
+        return Count(JobState.Running) > 0 || Count(JobState.Completed) + Count(JobState.Failed) > 0 ? JobState.Running : JobState.Waiting;
+    }
+
+    /// <summary>
+    /// Keeps the states only Slurm knew in the record (Slurm forgets finished jobs) and cancels the arrays of tasks
+    /// whose dependencies failed, so nothing stays pending forever.
+    /// </summary>
+    private async Task<JobView> SettleAsync(JobFolder folder, JobView view, CancellationToken cancellationToken)
+    {
+        var settled = view.Tasks.Where(t => t.NewFinal is not null).ToList();
+        if (settled.Count == 0)
+        {
+            return view;
+        }
+
+        using (await JobRecords.LockAsync(folder, cancellationToken).ConfigureAwait(false))
+        {
+            var record = JobRecords.Read(folder);
+            if (record is null)
+            {
+                return view;
+            }
+
+            foreach (var task in settled)
+            {
+                var current = record.Tasks[task.Ordinal];
+                if (current.Run == task.Task.Run && current.Final is null)
+                {
+                    current.Final = task.NewFinal;
+                }
+            }
+
+            JobRecords.Write(folder, record);
+        }
+
+        var doomed = settled.Where(t => t.NewFinal!.Reason.StartsWith("task '", StringComparison.Ordinal) && t.ElementId is not null)
+            .Select(t => t.ElementId!).ToList();
+        if (doomed.Count > 0)
+        {
+            try
+            {
+                await _slurm.CancelAsync(doomed, cancellationToken).ConfigureAwait(false);
+                Log.DependentsCancelled(Logger, view.Record.JobId, string.Join(',', doomed));
+            }
+            catch (FarmPluginException)
+            {
+                // sbatch --kill-on-invalid-dep=yes has Slurm cancel them as well; the state is already decided.
+            }
+        }
+
+        return view;
+    }
+
+    private Job ToJob(JobView view)
+    {
+        var tasks = view.Tasks;
+        var record = view.Record;
+        var terminal = view.State.IsTerminal();
+        var started = tasks.Where(t => t.StartedAt is not null).Select(t => t.StartedAt!.Value).DefaultIfEmpty().Min();
+        var completed = terminal
+            ? record.StoppedAt ?? tasks.Where(t => t.CompletedAt is not null).Select(t => t.CompletedAt!.Value).DefaultIfEmpty(TimeProvider.GetUtcNow()).Max()
+            : (DateTimeOffset?)null;
+        var latest = record.Runs.Count == 0 ? null : record.Runs.MaxBy(r => r.Number);
+        var properties = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["folder"] = view.Folder.Root,
+            ["runs"] = Text(record.Runs.Count),
+            ["slurmJobIds"] = string.Join(',', latest?.Arrays.Select(a => a.SlurmJobId).Where(id => id is not null) ?? []),
+        };
+        return new Job(record.JobId, record.Name, view.State,
+            new JobProgress(tasks.Count, tasks.Count(t => t.State == JobState.Completed), tasks.Count(t => t.State == JobState.Running),
+                tasks.Count(t => t.State == JobState.Failed)),
+            record.SubmittedAt, started == default ? null : started, completed, record.RenderContextId, record.Submitter, view.Folder.JobLog,
+            record.Labels, properties);
+    }
+
+    private static (int? Code, DateTimeOffset? At) ReadExit(string path)
+    {
+        try
+        {
+            var text = File.ReadAllText(path).Trim();
+            return int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var code)
+                ? (code, new DateTimeOffset(File.GetLastWriteTimeUtc(path), TimeSpan.Zero))
+                : (null, null);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return (null, null);
+        }
+    }
+
+    private static DateTimeOffset? ReadStart(string path)
+    {
+        try
+        {
+            return long.TryParse(File.ReadAllText(path).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
+                ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+                : null;
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    private static (int Attempts, string? Node) ReadAttempt(string path)
+    {
+        try
+        {
+            var parts = File.ReadAllText(path).Trim().Split(' ', 2);
+            return int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var attempts)
+                ? (attempts, parts.Length > 1 ? parts[1] : null)
+                : (0, null);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return (0, null);
+        }
+    }
+}
