@@ -234,7 +234,10 @@ public sealed class FarmPluginManager : IAsyncDisposable
             {
                 try
                 {
-                    loader = PluginLoader.CreateFromAssemblyFile(info.AssemblyPath, SharedTypes, config => config.PreferSharedTypes = true);
+                    // Only FarmApi and the logging abstractions (and what they reference) come from the host; everything
+                    // else the plug-in carries is its own, even where the host has another version of the same library.
+                    // (PreferSharedTypes would hand a plug-in the host's copy of any assembly the host can resolve.)
+                    loader = PluginLoader.CreateFromAssemblyFile(info.AssemblyPath, SharedTypes, config => config.PreferSharedTypes = false);
                 }
                 catch (Exception ex)
                 {
@@ -472,6 +475,11 @@ public sealed class FarmPluginManager : IAsyncDisposable
                     {
                         status = FarmPluginStatus.Broken;
                         reason = $"missing dependency {string.Join(", ", found.MissingDependencies)} (not in {folder})";
+                    }
+                    else if (found.TypeError is not null)
+                    {
+                        status = FarmPluginStatus.Broken;
+                        reason = found.TypeError;
                     }
                     else if (plugins.FirstOrDefault(p => p.Status == FarmPluginStatus.Available
                         && string.Equals(p.Name, found.Name, StringComparison.OrdinalIgnoreCase)) is { } first)

@@ -1,11 +1,20 @@
+using System.Reflection;
 using System.Reflection.Metadata;
 using System.Reflection.PortableExecutable;
 
 namespace FarmApi.Hosting;
 
 /// <summary>A plug-in registration read from an assembly's metadata.</summary>
+/// <param name="Name">The registered name.</param>
+/// <param name="TypeName">The registered class's full name.</param>
+/// <param name="ApiVersion">The attribute's API version (the host's when the attribute does not set it).</param>
+/// <param name="Description">The attribute's description.</param>
+/// <param name="FarmApiVersion">The version of the FarmApi assembly the plug-in references.</param>
+/// <param name="MissingDependencies">Referenced assemblies found neither beside it nor in the host.</param>
+/// <param name="TypeError">Why the registered class cannot be a plug-in, when its metadata already tells (abstract, not public,
+/// no public parameterless constructor, not a <see cref="BaseFarmPlugin"/>); null when it looks right or lives elsewhere.</param>
 internal sealed record FoundPlugin(string Name, string TypeName, string ApiVersion, string? Description, Version? FarmApiVersion,
-    IReadOnlyList<string> MissingDependencies);
+    IReadOnlyList<string> MissingDependencies, string? TypeError = null);
 
 /// <summary>Reads <see cref="FarmPluginAttribute"/>s and assembly references without loading the assembly: no plug-in code runs.</summary>
 internal static class PluginMetadataReader
@@ -96,7 +105,9 @@ internal static class PluginMetadataReader
 
                 // typeof(X) is serialized as "Namespace.X" or an assembly-qualified name.
                 var comma = typeName.IndexOf(',', StringComparison.Ordinal);
-                found.Add(new FoundPlugin(pluginName, comma < 0 ? typeName : typeName[..comma].Trim(), apiVersion, description, farmApi, missing));
+                var pluginType = comma < 0 ? typeName : typeName[..comma].Trim();
+                found.Add(new FoundPlugin(pluginName, pluginType, apiVersion, description, farmApi, missing,
+                    comma < 0 ? CheckPluginType(reader, pluginType) : null));
             }
 
             if (found.Count == 0 && error is null)
@@ -121,6 +132,95 @@ internal static class PluginMetadataReader
             error = $"cannot be read: {ex.Message}";
             return [];
         }
+    }
+
+    /// <summary>What the registered class's own metadata says against it; null when it looks like a plug-in or is not defined here.</summary>
+    private static string? CheckPluginType(MetadataReader reader, string typeName)
+    {
+        var dot = typeName.LastIndexOf('.');
+        var typeNamespace = dot < 0 ? string.Empty : typeName[..dot];
+        var name = dot < 0 ? typeName : typeName[(dot + 1)..];
+        TypeDefinition? found = null;
+        foreach (var handle in reader.TypeDefinitions)
+        {
+            var candidate = reader.GetTypeDefinition(handle);
+            if (candidate.GetDeclaringType().IsNil && reader.StringComparer.Equals(candidate.Name, name)
+                && reader.StringComparer.Equals(candidate.Namespace, typeNamespace))
+            {
+                found = candidate;
+                break;
+            }
+        }
+
+        if (found is not { } type)
+        {
+            return null; // a nested type, or one from another assembly: the loader decides
+        }
+
+        if ((type.Attributes & TypeAttributes.Interface) != 0 || !DerivesFromBaseFarmPlugin(reader, type, out var known) && known)
+        {
+            return $"'{typeName}' does not derive from FarmApi.BaseFarmPlugin";
+        }
+
+        if ((type.Attributes & TypeAttributes.Abstract) != 0)
+        {
+            return $"'{typeName}' is abstract: register a concrete class";
+        }
+
+        var hasConstructor = false;
+        foreach (var handle in type.GetMethods())
+        {
+            var method = reader.GetMethodDefinition(handle);
+            if ((method.Attributes & MethodAttributes.MemberAccessMask) == MethodAttributes.Public
+                && (method.Attributes & MethodAttributes.Static) == 0 && reader.StringComparer.Equals(method.Name, ".ctor"))
+            {
+                var signature = reader.GetBlobReader(method.Signature);
+                signature.ReadSignatureHeader();
+                hasConstructor |= signature.ReadCompressedInteger() == 0;
+            }
+        }
+
+        if ((type.Attributes & TypeAttributes.VisibilityMask) != TypeAttributes.Public || !hasConstructor)
+        {
+            return $"'{typeName}' needs to be public with a public parameterless constructor";
+        }
+
+        return null;
+    }
+
+    /// <summary>Follows base types inside this assembly; <paramref name="known"/> is false when the chain leaves it for a type other than BaseFarmPlugin or System.Object.</summary>
+    private static bool DerivesFromBaseFarmPlugin(MetadataReader reader, TypeDefinition type, out bool known)
+    {
+        for (var depth = 0; depth < 100; depth++)
+        {
+            var baseType = type.BaseType;
+            switch (baseType.Kind)
+            {
+                case HandleKind.TypeDefinition:
+                    type = reader.GetTypeDefinition((TypeDefinitionHandle)baseType);
+                    continue;
+                case HandleKind.TypeReference:
+                    var reference = reader.GetTypeReference((TypeReferenceHandle)baseType);
+                    if (reader.StringComparer.Equals(reference.Namespace, "FarmApi") && reader.StringComparer.Equals(reference.Name, nameof(BaseFarmPlugin)))
+                    {
+                        known = true;
+                        return true;
+                    }
+
+                    // System.Object (or a value type): certainly not a plug-in; any other type lives elsewhere.
+                    known = reader.StringComparer.Equals(reference.Namespace, "System")
+                        && (reader.StringComparer.Equals(reference.Name, "Object") || reader.StringComparer.Equals(reference.Name, "ValueType")
+                            || reader.StringComparer.Equals(reference.Name, "Enum") || reader.StringComparer.Equals(reference.Name, "MulticastDelegate"));
+                    return false;
+                default:
+                    // No base type (System.Object itself) is certainly not a plug-in; a generic instantiation is left to the loader.
+                    known = baseType.IsNil;
+                    return false;
+            }
+        }
+
+        known = false;
+        return false;
     }
 
     private static bool IsProvided(string name, string folder)
