@@ -96,15 +96,19 @@ internal static class Text
 /// <summary>
 /// Progress on stderr: on a terminal, one line redrawn in place; otherwise plain lines at most once a second.
 /// </summary>
-internal sealed class ProgressView(TextWriter writer, bool interactive)
+internal sealed class ProgressView(TextWriter writer, bool interactive) : IProgress<TransferProgress>
 {
     private readonly System.Diagnostics.Stopwatch _started = System.Diagnostics.Stopwatch.StartNew();
     private readonly object _gate = new();
     private TimeSpan? _lastLine;
     private bool _drawn;
+    private bool _finished;
 
     public static ProgressView For(CliSession session) =>
         new(session.Err, !Console.IsErrorRedirected && ReferenceEquals(session.Err, Console.Error));
+
+    /// <summary>Reports synchronously, on the adapter's thread (no late report after <see cref="Finish"/>).</summary>
+    public void Report(TransferProgress value) => Transfer(value);
 
     public void Transfer(TransferProgress p)
     {
@@ -129,18 +133,27 @@ internal sealed class ProgressView(TextWriter writer, bool interactive)
 
     public void Finish()
     {
-        if (interactive && _drawn)
+        lock (_gate)
         {
-            writer.WriteLine();
-            _drawn = false;
+            _finished = true;
+            if (interactive && _drawn)
+            {
+                writer.WriteLine();
+                _drawn = false;
+            }
         }
     }
 
     private void Draw(string line, bool force)
     {
-        // Progress<T> reports on the thread pool: draws may race.
+        // Adapters may report from several transfer threads at once.
         lock (_gate)
         {
+            if (_finished)
+            {
+                return;
+            }
+
             if (interactive)
             {
                 writer.Write("\r\u001b[2K" + line);

@@ -328,7 +328,7 @@ internal sealed class FetchVerb : Verb
         var plugin = await session.PluginAsync(cancellationToken).ConfigureAwait(false);
         var folder = Path.GetFullPath(parse.GetValue(_out) ?? ".");
         var view = ProgressView.For(session);
-        var written = await plugin.FetchOutputsAsync(parse.GetValue(_id)!, folder, new Progress<TransferProgress>(view.Transfer), cancellationToken)
+        var written = await plugin.FetchOutputsAsync(parse.GetValue(_id)!, folder, view, cancellationToken)
             .ConfigureAwait(false);
         view.Finish();
         if (session.Json)

@@ -111,7 +111,7 @@ internal sealed class RenderVerb : Verb
         var plugin = await session.PluginAsync(cancellationToken).ConfigureAwait(false);
         var flow = new RenderFlow(plugin, session.LoggerFactory);
         var view = ProgressView.For(session);
-        var submission = await flow.SubmitAsync(job, new Progress<TransferProgress>(view.Transfer), cancellationToken).ConfigureAwait(false);
+        var submission = await flow.SubmitAsync(job, view, cancellationToken).ConfigureAwait(false);
         view.Finish();
         if (session.Json)
         {
@@ -200,7 +200,7 @@ internal sealed class DemoVerb : Verb
         {
             File.Delete(stampFile);
             var view = ProgressView.For(session);
-            var submission = await flow.SubmitPlanAsync(job, plan, new Progress<TransferProgress>(view.Transfer), cancellationToken).ConfigureAwait(false);
+            var submission = await flow.SubmitPlanAsync(job, plan, view, cancellationToken).ConfigureAwait(false);
             view.Finish();
             jobId = submission.JobId;
             session.Say($"Rendering {frames.Count} frames of {Path.GetFileName(scene)} in {settings.Tiles.Columns}x{settings.Tiles.Rows} tiles on {plugin.Name}: job {jobId}");

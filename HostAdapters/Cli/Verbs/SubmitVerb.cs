@@ -51,7 +51,7 @@ internal sealed class SubmitVerb : Verb
             var baseFolder = Path.GetDirectoryName(Path.GetFullPath(requestFile!))!;
             var renderFiles = document.Files.Select(f => new RenderFile(Path.Combine(baseFolder, f), f)).ToList();
             var view = ProgressView.For(session);
-            await plugin.CopyRenderFilesAsync(context, folder, renderFiles, new Progress<TransferProgress>(view.Transfer), cancellationToken).ConfigureAwait(false);
+            await plugin.CopyRenderFilesAsync(context, folder, renderFiles, view, cancellationToken).ConfigureAwait(false);
             view.Finish();
             files.AddRange(document.Files);
         }
