@@ -182,14 +182,16 @@ public sealed class SlurmAdapterTests(SlurmFixture fixture) : IDisposable
     {
         var trap = _scratch.Combine("trap");
         Directory.CreateDirectory(trap);
-        var hostile = $"x\"; touch '{trap}/1'; echo \"$(touch '{trap}/2')`touch '{trap}/3'`\n--wrap=touch {trap}/4 ' \\";
-        var context = RenderContext.Create(hostile);
+        // Names may not hold control characters (the contract refuses them); arguments and values may.
+        var hostileName = $"x\"; touch '{trap}/1'; echo \"$(touch '{trap}/2')`touch '{trap}/3'` --wrap=touch {trap}/4 ' \\";
+        var hostile = hostileName.Replace(" --wrap", "\n--wrap", StringComparison.Ordinal);
+        var context = RenderContext.Create(hostileName);
         var plugin = await fixture.NewPluginAsync();
         var folder = await plugin.CreateTemporaryFolderAsync(context);
         var jobId = await plugin.SubmitJobAsync(new JobRequest
         {
             Context = context,
-            Name = hostile,
+            Name = hostileName,
             TemporaryFolder = folder,
             MaxAttempts = 1,
             Labels = new Dictionary<string, string> { ["shot"] = hostile },
@@ -204,7 +206,7 @@ public sealed class SlurmAdapterTests(SlurmFixture fixture) : IDisposable
         var job = await WaitTerminalAsync(jobId);
 
         Assert.Equal(JobState.Completed, job.State);
-        Assert.Equal(hostile, job.Name);
+        Assert.Equal(hostileName, job.Name);
         Assert.Empty(Directory.GetFileSystemEntries(trap));
         var log = await LogAsync(jobId);
         Assert.Contains($"[echo] x\"; touch '{trap}/1'", log, StringComparison.Ordinal);
