@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Xunit;
 
 namespace FarmApi.Hosting.Tests;
@@ -66,6 +67,31 @@ public sealed class SampleFarmTests : HostingTestBase
         Assert.Equal(JobState.Failed, job.State);
         Assert.Contains("exited with 3", (await plugin.ReadRenderLogAsync(job.Id, 0)).Text);
         await Assert.ThrowsAsync<JobNotFoundException>(() => plugin.GetJobAsync("sample-0000"));
+    }
+
+    [Fact]
+    public async Task SampleHost_LoadsTheSampleFarmFromAResourcesPath_AndItsJobCompletes()
+    {
+        var resources = NewResources();
+        resources.Add("SampleFarm");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(ResourcesPath.FixturesRoot, "SampleHost", "SampleHost.dll"));
+        start.ArgumentList.Add("--resources");
+        start.ArgumentList.Add(resources.Path);
+        start.Environment.Remove("FARM_RESOURCES");
+        start.Environment["FARM_DATA"] = Data.Path;
+
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await process.WaitForExitAsync(timeout.Token);
+        var output = await stdout + await stderr;
+
+        Assert.True(process.ExitCode == 0, output);
+        Assert.Contains("Loaded Sample Farm", output);
+        Assert.Contains("rendered 18 bytes", output); // the staged scene.txt, counted on the farm
+        Assert.Matches(@"Job sample-[0-9a-f]{32}: Completed \(1/1 tasks\)", output);
     }
 
     private static async Task<Job> WaitForEndAsync(BaseFarmPlugin plugin, string id)
