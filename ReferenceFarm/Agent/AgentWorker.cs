@@ -31,6 +31,8 @@ public sealed class AgentWorker : BackgroundService
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _downloads = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _drainKill = new();
     private readonly CancellationTokenSource _hardStop = new();
+    private readonly RunningRecords _records;
+    private readonly PeriodicTimer _heartbeatTimer;
 
     /// <summary>Makes the worker.</summary>
     /// <param name="options">The options.</param>
@@ -45,6 +47,8 @@ public sealed class AgentWorker : BackgroundService
         _headers = FarmChannel.Bearer(options.Token);
         _cache = new FileBlobStore(Path.Combine(options.WorkDirectory, "cache"));
         _installations = DetectInstallations(options);
+        _records = new RunningRecords(options.WorkDirectory);
+        _heartbeatTimer = new PeriodicTimer(options.Heartbeat);
     }
 
     private sealed class Held(long lease)
@@ -120,6 +124,7 @@ public sealed class AgentWorker : BackgroundService
         Log.Started(_logger, _options.Name, _options.Server.ToString(), string.Join(",", _installations.Select(i => i.Host)), _options.Slots,
             _options.WorkDirectory);
         RemoveOldJobFolders();
+        var leftovers = ReportLeftoversAsync();
         var heartbeat = HeartbeatLoopAsync(_hardStop.Token);
         var slots = Enumerable.Range(0, _options.Slots).Select(_ => SlotLoopAsync(stoppingToken)).ToArray();
         try
@@ -129,15 +134,38 @@ public sealed class AgentWorker : BackgroundService
         finally
         {
             await _hardStop.CancelAsync().ConfigureAwait(false);
-            try
+            foreach (var background in new[] { heartbeat, leftovers })
             {
-                await heartbeat.ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
+                try
+                {
+                    await background.ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
             }
 
             _channel.Dispose();
+        }
+    }
+
+    private async Task ReportLeftoversAsync()
+    {
+        // Attempts a previous run of this agent did not finish (it was killed): their processes are killed first, then the
+        // attempts are reported failed with their own lease numbers, so the server requeues them now rather than after the
+        // lease, and fences them off if it already did.
+        foreach (var (path, entry) in _records.ReadAll())
+        {
+            var killed = TaskProcesses.KillLeftover(entry.Pid, entry.StartTime);
+            Log.Leftover(_logger, entry.JobId, entry.TaskId, entry.Lease, killed);
+            var report = new CompleteRequest
+            {
+                Agent = _options.Name, JobId = entry.JobId, TaskId = entry.TaskId, Lease = entry.Lease, Outcome = 1, ExitCode = -1,
+                Message = "the agent running it stopped unexpectedly (killed or crashed); its processes were killed when it started again",
+            };
+            report.LogTail = ByteString.CopyFromUtf8(report.Message + "\n");
+            await ReportAsync(report).ConfigureAwait(false);
+            File.Delete(path);
         }
     }
 
@@ -176,6 +204,7 @@ public sealed class AgentWorker : BackgroundService
             // A report's reply may carry the next lease: run tasks back to back without a separate lease call.
             while (reply is { HasTask: true })
             {
+                FollowServerHeartbeat(reply.HeartbeatMs);
                 reply = await RunTaskAsync(reply, stoppingToken).ConfigureAwait(false);
             }
         }
@@ -218,8 +247,7 @@ public sealed class AgentWorker : BackgroundService
     private async Task HeartbeatLoopAsync(CancellationToken cancellationToken)
     {
         var lastCleanup = DateTime.UtcNow;
-        using var timer = new PeriodicTimer(_options.Heartbeat);
-        while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+        while (await _heartbeatTimer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
         {
             if (DateTime.UtcNow - lastCleanup > TimeSpan.FromHours(1))
             {
@@ -228,6 +256,7 @@ public sealed class AgentWorker : BackgroundService
             }
 
             var request = new HeartbeatRequest { Agent = _options.Name };
+            request.Hosts.Add(_installations);
             foreach (var ((jobId, taskId), held) in _held)
             {
                 request.Tasks.Add(new HeldTask { JobId = jobId, TaskId = taskId, Lease = held.Lease });
@@ -237,6 +266,7 @@ public sealed class AgentWorker : BackgroundService
             {
                 var reply = await _agents.HeartbeatAsync(request, _headers, deadline: DateTime.UtcNow + _options.Heartbeat + TimeSpan.FromSeconds(5),
                     cancellationToken: cancellationToken).ConfigureAwait(false);
+                FollowServerHeartbeat(reply.HeartbeatMs);
                 foreach (var cancel in reply.Cancel)
                 {
                     if (_held.TryGetValue((cancel.JobId, cancel.TaskId), out var held) && held.Lease == cancel.Lease)
@@ -253,11 +283,21 @@ public sealed class AgentWorker : BackgroundService
         }
     }
 
+    private void FollowServerHeartbeat(long milliseconds)
+    {
+        // A server with shorter leases than this agent was told about sets the pace: its leases must not lapse between beats.
+        if (milliseconds > 0 && TimeSpan.FromMilliseconds(milliseconds) < _heartbeatTimer.Period)
+        {
+            _heartbeatTimer.Period = TimeSpan.FromMilliseconds(milliseconds);
+        }
+    }
+
     private async Task<LeaseReply?> RunTaskAsync(LeaseReply lease, CancellationToken stoppingToken)
     {
         var key = (lease.JobId, lease.TaskId);
         var held = new Held(lease.Lease);
         _held[key] = held;
+        _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, 0, 0));
         Log.Running(_logger, lease.JobId, lease.TaskId, lease.Attempt, lease.Lease);
         var output = new OutputBuffer();
         using var flushStop = new CancellationTokenSource();
@@ -308,7 +348,12 @@ public sealed class AgentWorker : BackgroundService
 
         // Reported even when the server withdrew the lease: the attempt number lets the server reject it.
         var next = await ReportAsync(complete).ConfigureAwait(false);
-        _held.TryRemove(key, out _);
+        if (_held.TryGetValue(key, out var current) && ReferenceEquals(current, held))
+        {
+            _held.TryRemove(key, out _);
+            _records.Remove(lease.JobId, lease.TaskId);
+        }
+
         held.Cancel.Dispose();
         return next;
     }
@@ -357,8 +402,9 @@ public sealed class AgentWorker : BackgroundService
 
             try
             {
+                // Not cancelled when the task ends: a call cut off after the server wrote the text would send it twice.
                 await _agents.AppendLogAsync(new AppendLogRequest { JobId = lease.JobId, TaskId = lease.TaskId, Lease = lease.Lease, Text = ByteString.CopyFromUtf8(text) },
-                    _headers, deadline: DateTime.UtcNow + TimeSpan.FromSeconds(10), cancellationToken: cancellationToken).ConfigureAwait(false);
+                    _headers, deadline: DateTime.UtcNow + TimeSpan.FromSeconds(10), cancellationToken: _hardStop.Token).ConfigureAwait(false);
             }
             catch (RpcException ex) when (ex.StatusCode == StatusCode.FailedPrecondition)
             {
@@ -399,11 +445,28 @@ public sealed class AgentWorker : BackgroundService
         for (var i = 0; i < lease.Commands.Count; i++)
         {
             var command = lease.Commands[i];
+            var executable = ResolveExecutable(command.Executable, folder, environment.GetValueOrDefault("PATH"));
+            if (executable is null)
+            {
+                return (1, -1, $"command {i + 1}: could not start '{command.Executable}': not found (no such file, or not on PATH)");
+            }
+
             var info = new ProcessStartInfo
             {
-                FileName = ResolveExecutable(command.Executable, folder), WorkingDirectory = folder, UseShellExecute = false,
-                RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = false,
+                WorkingDirectory = folder, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = false,
             };
+            if (TaskProcesses.Setsid is { } setsid)
+            {
+                // A session of its own: the agent's signals never reach the task, and the whole group can be killed.
+                info.FileName = setsid;
+                info.ArgumentList.Add("--wait");
+                info.ArgumentList.Add(executable);
+            }
+            else
+            {
+                info.FileName = executable;
+            }
+
             foreach (var argument in command.Arguments)
             {
                 info.ArgumentList.Add(argument);
@@ -426,6 +489,7 @@ public sealed class AgentWorker : BackgroundService
 
             using (process)
             {
+                _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, process.Id, TaskProcesses.StartTime(process.Id) ?? 0));
                 var stdout = PumpAsync(process.StandardOutput, output);
                 var stderr = PumpAsync(process.StandardError, output);
                 try
@@ -434,19 +498,15 @@ public sealed class AgentWorker : BackgroundService
                 }
                 catch (OperationCanceledException)
                 {
-                    // Kill the whole tree before the task is released.
-                    try
-                    {
-                        process.Kill(entireProcessTree: true);
-                    }
-                    catch (InvalidOperationException)
-                    {
-                    }
-
+                    // Kill the whole group and tree before the task is released.
+                    KillTask(process);
                     await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
                 }
 
-                await Task.WhenAll(stdout, stderr).ConfigureAwait(false);
+                // Whatever the command left running in its group (a stray background job) ends with it, and cannot hold the
+                // output pipes open forever.
+                TaskProcesses.KillGroup(process.Id);
+                await Task.WhenAny(Task.WhenAll(stdout, stderr), Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
                 if (held.Cancel.IsCancellationRequested)
                 {
                     return (1, -1, "stopped by the server");
@@ -464,7 +524,7 @@ public sealed class AgentWorker : BackgroundService
 
                 if (process.ExitCode != 0)
                 {
-                    return (1, process.ExitCode, $"command {i + 1} ({command.Executable}) exited with code {process.ExitCode}");
+                    return (1, process.ExitCode, $"command {i + 1} ({command.Executable}) exited with {TaskProcesses.DescribeExit(process.ExitCode)}");
                 }
             }
         }
@@ -472,20 +532,36 @@ public sealed class AgentWorker : BackgroundService
         return (0, 0, string.Empty);
     }
 
-    private string ResolveExecutable(string executable, string folder)
+    private static void KillTask(Process process)
+    {
+        TaskProcesses.KillGroup(process.Id);
+        try
+        {
+            process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+        }
+    }
+
+    private string? ResolveExecutable(string executable, string folder, string? taskPath)
     {
         var installation = _installations.FirstOrDefault(h => h.Host == executable && h.Executable.Length > 0);
         if (installation is not null)
         {
-            return installation.Executable;
+            executable = installation.Executable;
         }
 
         if (!Path.IsPathRooted(executable) && (executable.Contains('/', StringComparison.Ordinal) || executable.Contains('\\', StringComparison.Ordinal)))
         {
-            return JobPaths.ResolveInside(folder, executable, "executable");
+            var inside = JobPaths.ResolveInside(folder, executable, "executable");
+            return File.Exists(inside) ? inside : null;
         }
 
-        return executable;
+        return TaskProcesses.FindExecutable(executable, taskPath ?? Environment.GetEnvironmentVariable("PATH"));
     }
 
     private static async Task PumpAsync(StreamReader reader, OutputBuffer output)

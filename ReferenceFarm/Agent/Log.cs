@@ -31,4 +31,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 5208, Level = LogLevel.Error, Message = "Agent refused by the server: {Reason}")]
     public static partial void Refused(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 5209, Level = LogLevel.Warning, Message = "An earlier run of this agent left {JobId}/{TaskId} (lease {Lease}) unfinished; its processes still ran: {Killed}; reporting it failed")]
+    public static partial void Leftover(ILogger logger, string jobId, string taskId, long lease, bool killed);
 }

@@ -15,6 +15,21 @@ catch (ArgumentException ex)
     return 2;
 }
 
+// One agent per work folder: two would lay out, clean and recover each other's job folders.
+Directory.CreateDirectory(options.WorkDirectory);
+FileStream workLock;
+try
+{
+    workLock = new FileStream(Path.Combine(options.WorkDirectory, "agent.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+}
+catch (IOException)
+{
+    await Console.Error.WriteLineAsync($"error: another agent is using the work folder {options.WorkDirectory}; give this one its own --work DIR").ConfigureAwait(false);
+    return 1;
+}
+
+await using var heldLock = workLock.ConfigureAwait(false);
+
 // The token is not inherited by the tasks this agent runs.
 Environment.SetEnvironmentVariable("FARM_AGENT_TOKEN", null);
 var builder = Host.CreateApplicationBuilder([]);

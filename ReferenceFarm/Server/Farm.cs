@@ -41,6 +41,9 @@ public sealed class Farm
     /// <summary>What each agent advertised, by agent name; the most recent call wins.</summary>
     public ConcurrentDictionary<string, (DateTimeOffset Seen, Installation[] Hosts)> Agents { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Held while blobs are removed, and while present blobs are marked as just seen (see <see cref="BlobCollector"/>).</summary>
+    public SemaphoreSlim BlobGate { get; } = new(1, 1);
+
     /// <summary>Wakes agents waiting for work.</summary>
     public void SignalWork() => Interlocked.Exchange(ref _work, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 

@@ -1,4 +1,3 @@
-
 namespace ReferenceFarm.Server;
 
 /// <summary>Requeues tasks whose lease lapsed (the agent stopped heartbeating); a lapsed lease counts as an attempt.</summary>
@@ -10,18 +9,30 @@ public sealed class LeaseReaper(Farm farm, ILogger<LeaseReaper> logger) : Backgr
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(farm.Options.LeaseCheckInterval, farm.Time);
+        var lastCheck = farm.Time.GetTimestamp();
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
         {
             try
             {
-                var lapsed = await farm.Store.ReapLapsedAsync(stoppingToken).ConfigureAwait(false);
-                foreach (var (jobId, taskId, agent, state, seq, index) in lapsed)
+                // A server that could not run for a while (paused, starved of CPU) could not process heartbeats either: it does
+                // not blame the agents for that, and gives every running lease the restart grace first.
+                var gap = farm.Time.GetElapsedTime(lastCheck);
+                if (gap > farm.Options.LeaseCheckInterval + farm.Options.Heartbeat)
                 {
-                    var now = state == 0 ? "queued again" : "failed (no attempts left)";
-                    Log.LeaseLapsed(logger, jobId, taskId, agent, now);
-                    await farm.Logs.AppendEventAsync(seq, index, taskId, $"lease lapsed on {agent} (no heartbeat); {now}", stoppingToken).ConfigureAwait(false);
+                    var extended = await farm.Store.ExtendRunningLeasesAsync(farm.Options.RestartGrace, stoppingToken).ConfigureAwait(false);
+                    if (extended > 0)
+                    {
+                        Log.StallGrace(logger, (long)gap.TotalMilliseconds, extended);
+                    }
                 }
 
+                var lapsed = await farm.Store.ReapLapsedAsync(async task =>
+                {
+                    var now = task.NewState == 0 ? "queued again" : "failed (no attempts left)";
+                    Log.LeaseLapsed(logger, task.JobId, task.TaskId, task.Agent, now);
+                    await farm.Logs.AppendEventAsync(task.JobSeq, task.TaskIndex, task.TaskId, $"lease lapsed on {task.Agent} (no heartbeat); {now}",
+                        CancellationToken.None).ConfigureAwait(false);
+                }, stoppingToken).ConfigureAwait(false);
                 if (lapsed.Count > 0)
                 {
                     farm.SignalWork();
@@ -31,6 +42,8 @@ public sealed class LeaseReaper(Farm farm, ILogger<LeaseReaper> logger) : Backgr
             {
                 Log.ReaperFailed(logger, ex);
             }
+
+            lastCheck = farm.Time.GetTimestamp();
         }
     }
 }

@@ -30,4 +30,13 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 5108, Level = LogLevel.Error, Message = "Lease check failed")]
     public static partial void ReaperFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 5109, Level = LogLevel.Warning, Message = "The server could not run for {GapMs} ms; {Count} running leases get the restart grace")]
+    public static partial void StallGrace(ILogger logger, long gapMs, int count);
+
+    [LoggerMessage(EventId = 5110, Level = LogLevel.Information, Message = "Removed {Count} blobs no job refers to ({Bytes} bytes)")]
+    public static partial void BlobsRemoved(ILogger logger, int count, long bytes);
+
+    [LoggerMessage(EventId = 5111, Level = LogLevel.Error, Message = "Blob collection failed")]
+    public static partial void BlobCollectionFailed(ILogger logger, Exception exception);
 }

@@ -64,6 +64,14 @@ public sealed class LogStore
         await AppendAsync(JobLog(jobSeq), "[" + taskId + "] == " + line + "\n", cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Appends a line the server writes about the whole job (stopped, restarted) to the job log.</summary>
+    /// <param name="jobSeq">The job.</param>
+    /// <param name="line">The line, without its newline.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    /// <returns>A task.</returns>
+    public Task AppendJobEventAsync(long jobSeq, string line, CancellationToken cancellationToken = default) =>
+        AppendAsync(JobLog(jobSeq), "== " + line + "\n", cancellationToken);
+
     /// <summary>Reads a log from a byte offset, never splitting a UTF-8 character.</summary>
     /// <param name="jobSeq">The job.</param>
     /// <param name="taskIndex">The task, or null for the job log.</param>

@@ -11,7 +11,7 @@ public static class ServerProgram
 {
     private const string Usage = """
         usage: ReferenceFarm.Server [server] [--listen URL] [--data DIR] [--lease-ms N] [--heartbeat-ms N] [--restart-grace-ms N]
-                                    [--lease-check-ms N] [--blocklist-after N]
+                                    [--lease-check-ms N] [--blocklist-after N] [--blob-grace-ms N] [--blob-sweep-ms N]
                ReferenceFarm.Server add-client NAME [--admin] --data DIR
                ReferenceFarm.Server remove-client NAME --data DIR
         """;
@@ -172,6 +172,8 @@ public static class ServerProgram
         options.Heartbeat = Milliseconds(args, "--heartbeat-ms") ?? options.Heartbeat;
         options.RestartGrace = Milliseconds(args, "--restart-grace-ms") ?? options.Lease;
         options.LeaseCheckInterval = Milliseconds(args, "--lease-check-ms") ?? options.LeaseCheckInterval;
+        options.BlobGrace = Milliseconds(args, "--blob-grace-ms") ?? options.BlobGrace;
+        options.BlobSweepInterval = Milliseconds(args, "--blob-sweep-ms") ?? options.BlobSweepInterval;
         var blocklist = Take(args, "--blocklist-after");
         if (blocklist is not null)
         {
@@ -249,6 +251,8 @@ public static class ServerProgram
             builder.Services.AddSingleton(store);
             builder.Services.AddSingleton<Farm>();
             builder.Services.AddHostedService<LeaseReaper>();
+            builder.Services.AddSingleton<BlobCollector>();
+            builder.Services.AddHostedService(services => services.GetRequiredService<BlobCollector>());
             builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(5));
             var app = builder.Build();
             app.MapGrpcService<JobsService>();
@@ -262,7 +266,17 @@ public static class ServerProgram
                 Log.RestartGrace(logger, running, (long)options.RestartGrace.TotalMilliseconds);
             }
 
-            await app.StartAsync().ConfigureAwait(false);
+            try
+            {
+                await app.StartAsync().ConfigureAwait(false);
+            }
+            catch (IOException ex)
+            {
+                // Most often the port is taken: one clear line, not a stack trace.
+                await Console.Error.WriteLineAsync($"error: cannot listen on {options.Listen}: {ex.Message}").ConfigureAwait(false);
+                return 1;
+            }
+
             Log.Listening(logger, options.Listen.ToString(), options.DataDirectory);
             if (fingerprint is not null)
             {

@@ -24,6 +24,12 @@ public sealed class ServerOptions
     /// <summary>Failures of one agent in one job after which the agent is kept off the job.</summary>
     public int BlocklistThreshold { get; set; } = 3;
 
+    /// <summary>How long an unreferenced blob is kept after it was uploaded or last reported present.</summary>
+    public TimeSpan BlobGrace { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>How often the blob store is swept for blobs nothing refers to.</summary>
+    public TimeSpan BlobSweepInterval { get; set; } = TimeSpan.FromHours(1);
+
     /// <summary>The largest gRPC message accepted or sent (a 10,000-task job is a few megabytes).</summary>
     public int MaxMessageBytes { get; set; } = 64 * 1024 * 1024;
 
@@ -77,6 +83,11 @@ public sealed class ServerOptions
         if (LeaseCheckInterval <= TimeSpan.Zero)
         {
             errors.Add("--lease-check-ms must be positive");
+        }
+
+        if (BlobGrace < TimeSpan.Zero || BlobSweepInterval <= TimeSpan.Zero)
+        {
+            errors.Add("--blob-grace-ms must not be negative and --blob-sweep-ms must be positive");
         }
 
         if (BlocklistThreshold < 1)

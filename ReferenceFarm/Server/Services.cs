@@ -9,7 +9,8 @@ namespace ReferenceFarm.Server;
 /// <summary>The client-facing service: submit, list, read, control. Client tokens only.</summary>
 /// <param name="farm">The farm.</param>
 /// <param name="logger">The logger.</param>
-public sealed class JobsService(Farm farm, ILogger<JobsService> logger) : Jobs.JobsBase
+/// <param name="collector">Removes a deleted job's blobs.</param>
+public sealed class JobsService(Farm farm, BlobCollector collector, ILogger<JobsService> logger) : Jobs.JobsBase
 {
     /// <inheritdoc/>
     public override async Task<PingReply> Ping(PingRequest request, ServerCallContext context)
@@ -145,7 +146,9 @@ public sealed class JobsService(Farm farm, ILogger<JobsService> logger) : Jobs.J
     public override async Task<Empty> StopJob(JobIdRequest request, ServerCallContext context)
     {
         var caller = await farm.AuthenticateAsync(context, "client").ConfigureAwait(false);
-        Check(await farm.Store.StopAsync(request.JobId, caller, context.CancellationToken).ConfigureAwait(false), request.JobId, "stop");
+        Check(await farm.Store.StopAsync(request.JobId, caller,
+            seq => farm.Logs.AppendJobEventAsync(seq, $"job stopped by {caller.Name}", CancellationToken.None), context.CancellationToken).ConfigureAwait(false),
+            request.JobId, "stop");
         Log.JobCommand(logger, request.JobId, "stopped", caller.Name);
         return new Empty();
     }
@@ -161,6 +164,12 @@ public sealed class JobsService(Farm farm, ILogger<JobsService> logger) : Jobs.J
         }
 
         Check(result, request.JobId, "restart");
+        if ((await farm.Store.FindForLogAsync(request.JobId, string.Empty, context.CancellationToken).ConfigureAwait(false)) is { } job)
+        {
+            var which = request.TaskIds.Count == 0 ? "failed and cancelled tasks" : string.Join(", ", request.TaskIds);
+            await farm.Logs.AppendJobEventAsync(job.Seq, $"job restarted by {caller.Name} ({which})", CancellationToken.None).ConfigureAwait(false);
+        }
+
         Log.JobCommand(logger, request.JobId, "restarted", caller.Name);
         farm.SignalWork();
         return new Empty();
@@ -170,12 +179,11 @@ public sealed class JobsService(Farm farm, ILogger<JobsService> logger) : Jobs.J
     public override async Task<Empty> DeleteJob(JobIdRequest request, ServerCallContext context)
     {
         var caller = await farm.AuthenticateAsync(context, "client").ConfigureAwait(false);
-        var seq = (await farm.Store.FindForLogAsync(request.JobId, string.Empty, context.CancellationToken).ConfigureAwait(false))?.Seq;
-        Check(await farm.Store.DeleteAsync(request.JobId, caller, context.CancellationToken).ConfigureAwait(false), request.JobId, "delete");
-        if (seq is not null)
-        {
-            farm.Logs.DeleteJob(seq.Value);
-        }
+        var (result, seq, blobs) = await farm.Store.DeleteAsync(request.JobId, caller, context.CancellationToken).ConfigureAwait(false);
+        Check(result, request.JobId, "delete");
+        farm.Logs.DeleteJob(seq);
+        // Its staged files and outputs go too, unless another job shares them (the store is content-addressed).
+        await collector.CollectAsync(blobs, CancellationToken.None).ConfigureAwait(false);
 
         Log.JobCommand(logger, request.JobId, "deleted", caller.Name);
         return new Empty();
@@ -280,12 +288,19 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
     public override async Task<HeartbeatReply> Heartbeat(HeartbeatRequest request, ServerCallContext context)
     {
         await farm.AuthenticateAsync(context, "agent").ConfigureAwait(false);
-        if (farm.Agents.TryGetValue(request.Agent, out var known))
+        if (request.Hosts.Count > 0)
+        {
+            farm.Agents[request.Agent] = (farm.Time.GetUtcNow(), request.Hosts.ToArray());
+        }
+        else if (farm.Agents.TryGetValue(request.Agent, out var known))
         {
             farm.Agents[request.Agent] = (farm.Time.GetUtcNow(), known.Hosts);
         }
 
-        var reply = new HeartbeatReply { LeaseMs = (long)farm.Options.Lease.TotalMilliseconds };
+        var reply = new HeartbeatReply
+        {
+            LeaseMs = (long)farm.Options.Lease.TotalMilliseconds, HeartbeatMs = (long)farm.Options.Heartbeat.TotalMilliseconds,
+        };
         reply.Cancel.Add(await farm.Store.HeartbeatAsync(request.Agent, request.Tasks, farm.Options.Lease, context.CancellationToken).ConfigureAwait(false));
         return reply;
     }
@@ -387,6 +402,7 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
             return null;
         }
 
+        leased.Reply.HeartbeatMs = (long)farm.Options.Heartbeat.TotalMilliseconds;
         Log.TaskLeased(logger, leased.Reply.JobId, leased.Reply.TaskId, request.Agent, leased.Reply.Lease, leased.Reply.Attempt);
         await farm.Logs.AppendEventAsync(leased.JobSeq, leased.TaskIndex, leased.Reply.TaskId,
             $"attempt {leased.Reply.Attempt} started on {request.Agent}", CancellationToken.None).ConfigureAwait(false);
@@ -411,11 +427,28 @@ public sealed class BlobsService(Farm farm) : Blobs.BlobsBase
             {
                 throw new RpcException(new Status(StatusCode.InvalidArgument, $"'{hash}' is not a SHA-256 hash (64 lowercase hexadecimal characters)"));
             }
+        }
 
-            if (!farm.Blobs.Contains(hash))
+        // A blob reported present is marked as just seen: the collector keeps it while the caller stages it.
+        var now = farm.Time.GetUtcNow().UtcDateTime;
+        await farm.BlobGate.WaitAsync(context.CancellationToken).ConfigureAwait(false);
+        try
+        {
+            foreach (var hash in request.Hashes)
             {
-                reply.Missing.Add(hash);
+                if (farm.Blobs.Contains(hash))
+                {
+                    TryTouch(farm.Blobs.GetPath(hash), now);
+                }
+                else
+                {
+                    reply.Missing.Add(hash);
+                }
             }
+        }
+        finally
+        {
+            farm.BlobGate.Release();
         }
 
         return reply;
@@ -474,6 +507,20 @@ public sealed class BlobsService(Farm farm) : Blobs.BlobsBase
                     break;
                 }
             }
+        }
+    }
+
+    private static void TryTouch(string path, DateTime now)
+    {
+        try
+        {
+            File.SetLastWriteTimeUtc(path, now);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
         }
     }
 

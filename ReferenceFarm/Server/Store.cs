@@ -99,6 +99,9 @@ public sealed class Store : IAsyncDisposable
         CREATE TABLE IF NOT EXISTS job_files(job_seq INTEGER NOT NULL, path TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY(job_seq, path));
         CREATE TABLE IF NOT EXISTS outputs(job_seq INTEGER NOT NULL, task_idx INTEGER NOT NULL, path TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
             PRIMARY KEY(job_seq, task_idx, path));
+        CREATE INDEX IF NOT EXISTS ix_job_files_hash ON job_files(hash);
+        CREATE INDEX IF NOT EXISTS ix_outputs_hash ON outputs(hash);
+        CREATE INDEX IF NOT EXISTS ix_staged_hash ON staged(hash);
         CREATE TABLE IF NOT EXISTS failures(job_seq INTEGER NOT NULL, agent TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY(job_seq, agent));
         CREATE TABLE IF NOT EXISTS completions(job_seq INTEGER NOT NULL, task_idx INTEGER NOT NULL, lease INTEGER NOT NULL, agent TEXT NOT NULL, at_ms INTEGER NOT NULL);
         """;
@@ -517,7 +520,8 @@ public sealed class Store : IAsyncDisposable
     /// <param name="caller">Who asks.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The result.</returns>
-    public Task<CommandResult> StopAsync(string jobId, Caller caller, CancellationToken cancellationToken = default) =>
+    /// <param name="beforeCommit">Called with the job's sequence number before the change is committed (the log line goes in first).</param>
+    public Task<CommandResult> StopAsync(string jobId, Caller caller, Func<long, Task>? beforeCommit = null, CancellationToken cancellationToken = default) =>
         WithGateAsync(async () =>
         {
             var row = await FindJobAsync(jobId, cancellationToken).ConfigureAwait(false);
@@ -541,6 +545,11 @@ public sealed class Store : IAsyncDisposable
             await ExecuteAsync("UPDATE tasks SET state=3, lease_expiry=NULL, message='stopped', completed_ms=$t WHERE job_seq=$j AND state IN (0, 1)",
                 cancellationToken, ("$j", row.Seq), ("$t", NowMs())).ConfigureAwait(false);
             await ExecuteAsync("UPDATE jobs SET stopped=1, completed_ms=$t WHERE seq=$j", cancellationToken, ("$j", row.Seq), ("$t", NowMs())).ConfigureAwait(false);
+            if (beforeCommit is not null)
+            {
+                await beforeCommit(row.Seq).ConfigureAwait(false);
+            }
+
             transaction.Commit();
             return CommandResult.Done;
         }, cancellationToken);
@@ -605,24 +614,37 @@ public sealed class Store : IAsyncDisposable
     /// <param name="jobId">The job id.</param>
     /// <param name="caller">Who asks.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
-    /// <returns>The result.</returns>
-    public Task<CommandResult> DeleteAsync(string jobId, Caller caller, CancellationToken cancellationToken = default) =>
-        WithGateAsync(async () =>
+    /// <returns>The result, the job's sequence number, and the blobs it referred to (candidates for removal).</returns>
+    public Task<(CommandResult Result, long Seq, List<string> Blobs)> DeleteAsync(string jobId, Caller caller, CancellationToken cancellationToken = default) =>
+        WithGateAsync<(CommandResult, long, List<string>)>(async () =>
         {
             var row = await FindJobAsync(jobId, cancellationToken).ConfigureAwait(false);
             if (row is null)
             {
-                return CommandResult.NotFound;
+                return (CommandResult.NotFound, 0, []);
             }
 
             if (!MayControl(row, caller))
             {
-                return CommandResult.Denied;
+                return (CommandResult.Denied, row.Seq, []);
             }
 
             if (StateOf(row, await CountsAsync(row.Seq, cancellationToken).ConfigureAwait(false)) is not (Done or Failed or Cancelled))
             {
-                return CommandResult.WrongState;
+                return (CommandResult.WrongState, row.Seq, []);
+            }
+
+            var blobs = new List<string>();
+            using (var find = Command("""
+                SELECT hash FROM job_files WHERE job_seq=$j UNION SELECT hash FROM outputs WHERE job_seq=$j
+                UNION SELECT hash FROM staged WHERE context_id=$c
+                """, ("$j", row.Seq), ("$c", row.ContextId ?? string.Empty)))
+            using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    blobs.Add(reader.GetString(0));
+                }
             }
 
             using var transaction = Begin();
@@ -634,7 +656,7 @@ public sealed class Store : IAsyncDisposable
             await ExecuteAsync("DELETE FROM staged WHERE context_id=$c", cancellationToken, ("$c", row.ContextId ?? string.Empty)).ConfigureAwait(false);
             await ExecuteAsync("DELETE FROM jobs WHERE seq=$j", cancellationToken, ("$j", row.Seq)).ConfigureAwait(false);
             transaction.Commit();
-            return CommandResult.Done;
+            return (CommandResult.Done, row.Seq, blobs);
         }, cancellationToken);
 
     // ---------------------------------------------------------------- agents
@@ -880,10 +902,21 @@ public sealed class Store : IAsyncDisposable
             return new Report(true, seq, idx, newState);
         }, cancellationToken);
 
+    /// <summary>A task whose lease lapsed, and what became of it.</summary>
+    /// <param name="JobId">The job id.</param>
+    /// <param name="TaskId">The task id.</param>
+    /// <param name="Agent">The agent that held it.</param>
+    /// <param name="NewState">Queued again, or failed when out of attempts.</param>
+    /// <param name="JobSeq">The job's sequence number.</param>
+    /// <param name="TaskIndex">The task's index.</param>
+    public sealed record Lapsed(string JobId, string TaskId, string Agent, int NewState, long JobSeq, int TaskIndex);
+
     /// <summary>Requeues (or fails, when out of attempts) running tasks whose lease lapsed.</summary>
+    /// <param name="beforeCommit">Called for each task before the change is committed (the log line goes in first, so a reader
+    /// who sees the job finished has its whole log).</param>
     /// <param name="cancellationToken">Cancels the call.</param>
-    /// <returns>The tasks affected: job id, task id, agent, new state.</returns>
-    public Task<List<(string JobId, string TaskId, string Agent, int NewState, long Seq, int Index)>> ReapLapsedAsync(CancellationToken cancellationToken = default) =>
+    /// <returns>The tasks affected.</returns>
+    public Task<List<Lapsed>> ReapLapsedAsync(Func<Lapsed, Task>? beforeCommit = null, CancellationToken cancellationToken = default) =>
         WithGateAsync(async () =>
         {
             var now = NowMs();
@@ -900,7 +933,7 @@ public sealed class Store : IAsyncDisposable
                 }
             }
 
-            var result = new List<(string, string, string, int, long, int)>();
+            var result = new List<Lapsed>();
             if (lapsed.Count == 0)
             {
                 return result;
@@ -920,7 +953,13 @@ public sealed class Store : IAsyncDisposable
                 }
 
                 await MarkTerminalAsync(task.Seq, now, cancellationToken).ConfigureAwait(false);
-                result.Add((task.JobId, task.TaskId, task.Agent, newState, task.Seq, task.Idx));
+                var item = new Lapsed(task.JobId, task.TaskId, task.Agent, newState, task.Seq, task.Idx);
+                if (beforeCommit is not null)
+                {
+                    await beforeCommit(item).ConfigureAwait(false);
+                }
+
+                result.Add(item);
             }
 
             transaction.Commit();
@@ -934,6 +973,55 @@ public sealed class Store : IAsyncDisposable
     public Task<int> GrantRestartGraceAsync(TimeSpan grace, CancellationToken cancellationToken = default) =>
         WithGateAsync(() => ExecuteAsync("UPDATE tasks SET lease_expiry=$e WHERE state=1", cancellationToken,
             ("$e", NowMs() + (long)grace.TotalMilliseconds)), cancellationToken);
+
+    /// <summary>Makes every running lease last at least <paramref name="grace"/> from now: after the server itself stalled
+    /// (a pause, a saturated machine), agents whose heartbeats it could not process are not blamed for it.</summary>
+    /// <param name="grace">The shortest remaining lease.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>How many leases were extended.</returns>
+    public Task<int> ExtendRunningLeasesAsync(TimeSpan grace, CancellationToken cancellationToken = default) =>
+        WithGateAsync(() => ExecuteAsync("UPDATE tasks SET lease_expiry=$e WHERE state=1 AND lease_expiry<$e", cancellationToken,
+            ("$e", NowMs() + (long)grace.TotalMilliseconds)), cancellationToken);
+
+    /// <summary>Which of <paramref name="hashes"/> no job, output or staged file refers to any more.</summary>
+    /// <param name="hashes">Candidate blobs.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The unreferenced ones.</returns>
+    public Task<List<string>> FindUnreferencedAsync(IReadOnlyCollection<string> hashes, CancellationToken cancellationToken = default) =>
+        WithGateAsync(async () =>
+        {
+            var unreferenced = new List<string>();
+            using var command = Command("""
+                SELECT EXISTS(SELECT 1 FROM job_files WHERE hash=$h) OR EXISTS(SELECT 1 FROM outputs WHERE hash=$h) OR EXISTS(SELECT 1 FROM staged WHERE hash=$h)
+                """, ("$h", ""));
+            foreach (var hash in hashes)
+            {
+                command.Parameters["$h"].Value = hash;
+                if (Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture) == 0)
+                {
+                    unreferenced.Add(hash);
+                }
+            }
+
+            return unreferenced;
+        }, cancellationToken);
+
+    /// <summary>Every blob some job, output or staged file refers to.</summary>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The hashes.</returns>
+    public Task<HashSet<string>> ReferencedBlobsAsync(CancellationToken cancellationToken = default) =>
+        WithGateAsync(async () =>
+        {
+            var referenced = new HashSet<string>(StringComparer.Ordinal);
+            using var command = Command("SELECT hash FROM job_files UNION SELECT hash FROM outputs UNION SELECT hash FROM staged");
+            using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                referenced.Add(reader.GetString(0));
+            }
+
+            return referenced;
+        }, cancellationToken);
 
     private async Task FailDependentsAsync(long seq, int idx, CancellationToken cancellationToken)
     {

@@ -105,7 +105,8 @@ public sealed class FarmCluster : IAsyncDisposable
         return process;
     }
 
-    public async Task<BaseFarmPlugin> CreatePluginAsync(string? token = null, CancellationToken cancellationToken = default)
+    /// <summary>A new, initialized adapter; <paramref name="track"/>: disposed with the cluster (the conformance kit disposes its own).</summary>
+    public async Task<BaseFarmPlugin> CreatePluginAsync(string? token = null, bool track = true, CancellationToken cancellationToken = default)
     {
         var plugin = new ReferenceFarmPlugin();
         await plugin.InitializeAsync(new FarmPluginContext
@@ -115,9 +116,12 @@ public sealed class FarmCluster : IAsyncDisposable
             Settings = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase) { ["Address"] = Address, ["Token"] = token ?? AdminToken },
             DataDirectory = Temp.Combine("plugin-data"),
         }, cancellationToken);
-        lock (_plugins)
+        if (track)
         {
-            _plugins.Add(plugin);
+            lock (_plugins)
+            {
+                _plugins.Add(plugin);
+            }
         }
 
         return plugin;
@@ -145,6 +149,14 @@ public sealed class FarmCluster : IAsyncDisposable
         }
 
         _tracker.Dispose();
+        if (Environment.GetEnvironmentVariable("REFARM_TEST_KEEP") is { Length: > 0 } keep)
+        {
+            // Debugging aid: keep the data folders and the processes' output.
+            File.WriteAllText(Path.Combine(Temp.Path, "processes.log"), Diagnostics());
+            File.AppendAllText(keep, Temp.Path + "\n");
+            return;
+        }
+
         Temp.Dispose();
     }
 }
