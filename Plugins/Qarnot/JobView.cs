@@ -83,8 +83,8 @@ internal sealed class JobView
         {
             foreach (var index in part.Indices)
             {
-                var state = StateIn(part, index);
-                if (state != JobState.Waiting)
+                var (state, ran) = StateIn(part, index);
+                if (ran)
                 {
                     attempts[index] = attempts.GetValueOrDefault(index) + 1;
                 }
@@ -117,49 +117,51 @@ internal sealed class JobView
         CompletedAt = ended.Count > 0 ? ended.Max() : null;
     }
 
-    private JobState StateIn(Part part, int index)
+    private (JobState State, bool Ran) StateIn(Part part, int index)
     {
         var task = part.Task;
         var done = task.CompletedInstances?.LastOrDefault(c => c.InstanceId == index);
         if (done is not null)
         {
-            return QarnotStates.Is(done.State, QarnotStates.Success) ? JobState.Completed
+            return (QarnotStates.Is(done.State, QarnotStates.Success) ? JobState.Completed
                 : QarnotStates.Is(done.State, QarnotStates.Cancelled) ? JobState.Cancelled
-                : JobState.Failed;
+                : JobState.Failed, true);
         }
 
         if (InstanceRanges.Parse(task.Status?.SucceededRange).Contains(index))
         {
-            return JobState.Completed;
+            return (JobState.Completed, true);
         }
 
         if (InstanceRanges.Parse(task.Status?.FailedRange).Contains(index))
         {
-            return JobState.Failed;
+            return (JobState.Failed, true);
         }
+
+        var running = task.Status?.RunningInstancesInfo?.PerRunningInstanceInfo?.Any(r => r.InstanceId == index) == true;
 
         var cancelling = QarnotStates.Is(task.State, QarnotStates.Cancelled) || QarnotStates.Is(task.State, QarnotStates.PendingCancel)
             || QarnotStates.Is(task.State, QarnotStates.PendingDelete);
         if (cancelling)
         {
-            return JobState.Cancelled;
+            return (JobState.Cancelled, running);
         }
 
-        if (task.Status?.RunningInstancesInfo?.PerRunningInstanceInfo?.Any(r => r.InstanceId == index) == true)
+        if (running)
         {
-            return JobState.Running;
+            return (JobState.Running, true);
         }
 
         if (QarnotStates.Is(task.State, QarnotStates.Failure))
         {
-            return JobState.Failed;
+            return (JobState.Failed, false);
         }
 
         if (QarnotStates.Is(task.State, QarnotStates.Success))
         {
-            return JobState.Completed;
+            return (JobState.Completed, false);
         }
 
-        return BlockedBy(part, 0) ?? JobState.Waiting;
+        return (BlockedBy(part, 0) ?? JobState.Waiting, false);
     }
 }

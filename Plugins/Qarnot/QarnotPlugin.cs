@@ -326,7 +326,7 @@ public sealed class QarnotPlugin : BaseFarmPlugin
             async (item, ct) =>
             {
                 var same = File.Exists(item.Local) && new FileInfo(item.Local).Length == item.Remote.Size
-                    && await QarnotStorage.ComputeEtagAsync(item.Local, QarnotStorage.PartSize, ct).ConfigureAwait(false) == item.Remote.ETag;
+                    && QarnotStorage.EtagMatches(await QarnotStorage.ComputeEtagAsync(item.Local, QarnotStorage.PartSize, ct).ConfigureAwait(false), item.Remote.ETag);
                 if (same)
                 {
                     Interlocked.Increment(ref skipped);

@@ -152,7 +152,7 @@ internal sealed class QarnotStorage : IDisposable
             {
                 var (local, key) = files[i];
                 var etag = await _etags.GetAsync(local, PartSize, ct).ConfigureAwait(false);
-                if (remote.TryGetValue(key, out var existing) && existing.Size == sizes[i] && existing.ETag == etag)
+                if (remote.TryGetValue(key, out var existing) && existing.Size == sizes[i] && EtagMatches(etag, existing.ETag))
                 {
                     Interlocked.Increment(ref skipped);
                     Interlocked.Add(ref bytesDone, sizes[i]);
@@ -265,24 +265,16 @@ internal sealed class QarnotStorage : IDisposable
         return true;
     }, $"delete bucket {bucket}");
 
-    /// <summary>The S3 ETag a file would have once uploaded by this class (multipart above <see cref="PartSize"/>).</summary>
+    /// <summary>
+    /// The S3 ETags a file may have once uploaded by this class: MD5 up to <see cref="PartSize"/>; above it the multipart
+    /// ETag (MD5 of the part MD5s, <c>-parts</c>), and also the whole file's MD5, which some S3 servers answer instead.
+    /// </summary>
     public static async Task<string> ComputeEtagAsync(string path, long partSize, CancellationToken cancellationToken)
     {
         await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
         var length = stream.Length;
         var buffer = new byte[1 << 20];
-        if (length <= partSize)
-        {
-            using var md5 = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
-            int read;
-            while ((read = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
-            {
-                md5.AppendData(buffer, 0, read);
-            }
-
-            return Convert.ToHexStringLower(md5.GetHashAndReset());
-        }
-
+        using var md5 = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
         using var whole = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
         using var part = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
         var parts = 0;
@@ -293,6 +285,7 @@ internal sealed class QarnotStorage : IDisposable
             var read = await stream.ReadAsync(buffer.AsMemory(0, want), cancellationToken).ConfigureAwait(false);
             if (read > 0)
             {
+                md5.AppendData(buffer, 0, read);
                 part.AppendData(buffer, 0, read);
                 inPart += read;
             }
@@ -310,8 +303,14 @@ internal sealed class QarnotStorage : IDisposable
             }
         }
 
-        return Convert.ToHexStringLower(whole.GetHashAndReset()) + "-" + parts.ToString(CultureInfo.InvariantCulture);
+        var plain = Convert.ToHexStringLower(md5.GetHashAndReset());
+        return length <= partSize ? plain
+            : Convert.ToHexStringLower(whole.GetHashAndReset()) + "-" + parts.ToString(CultureInfo.InvariantCulture) + "|" + plain;
     }
+
+    /// <summary>Whether a remote ETag matches what <see cref="ComputeEtagAsync"/> gave.</summary>
+    public static bool EtagMatches(string local, string remote) =>
+        local.Split('|').Contains(NormalizeEtag(remote), StringComparer.Ordinal);
 
     public static string NormalizeEtag(string? etag) => (etag ?? string.Empty).Trim('"').ToLowerInvariant();
 
@@ -399,7 +398,7 @@ internal sealed class QarnotStorage : IDisposable
     {
         // The storage must have what was read: a silent corruption shows here as an ETag mismatch.
         var normalized = NormalizeEtag(actual);
-        if (normalized.Length > 0 && normalized != expected)
+        if (normalized.Length > 0 && !EtagMatches(expected, normalized))
         {
             throw new FarmPluginException($"Qarnot: the storage stored s3://{bucket}/{key} with ETag {normalized}, not {expected}: the upload was altered.", null, _pluginName);
         }

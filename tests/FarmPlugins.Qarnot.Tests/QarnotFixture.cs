@@ -1,5 +1,6 @@
 using FarmApi;
 using FarmPlugins.TestSupport;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Xunit;
 
@@ -57,7 +58,7 @@ public sealed class QarnotFixture : IAsyncLifetime
     };
 
     public async Task<QarnotPlugin> NewPluginAsync(string? dataDirectory = null, Action<Dictionary<string, string>>? configure = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, ILoggerFactory? loggerFactory = null)
     {
         var settings = Settings();
         configure?.Invoke(settings);
@@ -65,7 +66,7 @@ public sealed class QarnotFixture : IAsyncLifetime
         await plugin.InitializeAsync(new FarmPluginContext
         {
             PluginName = "Qarnot",
-            LoggerFactory = NullLoggerFactory.Instance,
+            LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance,
             Settings = settings,
             DataDirectory = dataDirectory ?? WorkstationData,
         }, cancellationToken);
