@@ -9,6 +9,33 @@ namespace FarmPlugins.ReferenceFarm.Tests;
 /// <summary>A real ReferenceFarm on 127.0.0.1: a server process and agent processes with short timings.</summary>
 public sealed class FarmCluster : IAsyncDisposable
 {
+    /// <summary>Tasks run in sessions of their own: the ones a killed agent left running are found by its records, and killed.</summary>
+    public void KillLeftoverTasks()
+    {
+        var agents = Temp.Combine("agents");
+        if (!Directory.Exists(agents))
+        {
+            return;
+        }
+
+        foreach (var record in Directory.EnumerateFiles(agents, "*.json", SearchOption.AllDirectories).Where(f => f.Contains("/running/", StringComparison.Ordinal)))
+        {
+            try
+            {
+                using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(record));
+                var pid = json.RootElement.GetProperty("Pid").GetInt32();
+                if (pid > 0)
+                {
+                    ProcessTracker.Kill(-pid, 9);
+                    ProcessTracker.Kill(pid, 9);
+                }
+            }
+            catch (Exception ex) when (ex is IOException or System.Text.Json.JsonException or KeyNotFoundException)
+            {
+            }
+        }
+    }
+
     private readonly ProcessTracker _tracker = new();
     private readonly List<ManagedProcess> _processes = [];
     private readonly List<BaseFarmPlugin> _plugins = [];
@@ -149,6 +176,7 @@ public sealed class FarmCluster : IAsyncDisposable
         }
 
         _tracker.Dispose();
+        KillLeftoverTasks();
         if (Environment.GetEnvironmentVariable("REFARM_TEST_KEEP") is { Length: > 0 } keep)
         {
             // Debugging aid: keep the data folders and the processes' output.

@@ -61,6 +61,38 @@ public sealed class FilesAndLimitsTests
     }
 
     [Fact]
+    public async Task Deleting_a_job_removes_its_blobs_unless_another_job_shares_them()
+    {
+        await using var farm = new FarmCluster();
+        await farm.StartServerAsync("--blob-grace-ms", "1");
+        farm.StartAgent("a", "command");
+        var plugin = await farm.CreatePluginAsync();
+        var shared = farm.Temp.WriteFile("scene/shared.txt", "shared texture\n");
+        var onlyFirst = farm.Temp.WriteFile("scene/first.txt", "first only\n");
+        var first = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "first",
+            [Jobs.Shell("t", "cat shared.txt first.txt > out-first.txt", outputs: ["out-first.txt"])],
+            [new RenderFile(shared, "shared.txt"), new RenderFile(onlyFirst, "first.txt")]));
+        var second = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "second",
+            [Jobs.Shell("t", "cat shared.txt > out-second.txt; echo second >> out-second.txt", outputs: ["out-second.txt"])],
+            [new RenderFile(shared, "shared.txt")]));
+        Assert.Equal(JobState.Completed, (await Jobs.WaitTerminalAsync(plugin, first, Long)).State);
+        Assert.Equal(JobState.Completed, (await Jobs.WaitTerminalAsync(plugin, second, Long)).State);
+        string[] Blobs() => Directory.GetFiles(Path.Combine(farm.DataDirectory, "blobs"), "*", SearchOption.AllDirectories).Select(Path.GetFileName).ToArray()!;
+        Assert.Equal(4, Blobs().Length);
+
+        await plugin.DeleteJobAsync(first);
+        var left = Blobs();
+        Assert.Equal(2, left.Length);
+        Assert.Contains(FarmApi.Hashing.ContentHash.Compute(File.ReadAllBytes(shared)), left);
+        var fetched = farm.Temp.Combine("fetched");
+        Assert.Single(await plugin.FetchOutputsAsync(second, fetched));
+        Assert.Equal("shared texture\nsecond\n", File.ReadAllText(Path.Combine(fetched, "out-second.txt")));
+
+        await plugin.DeleteJobAsync(second);
+        Assert.Empty(Blobs());
+    }
+
+    [Fact]
     public async Task Bad_grpc_requests_get_clear_status_codes_and_the_server_stays_up()
     {
         await using var farm = new FarmCluster();

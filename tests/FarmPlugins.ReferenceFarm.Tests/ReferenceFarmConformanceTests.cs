@@ -11,6 +11,8 @@ public sealed class ConformanceClusterFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        // The kit never tests lapsed leases, and runs one attempt per task: a long lease keeps a starved machine from failing a check.
+        Cluster.ServerTimings = ["--lease-ms", "15000", "--heartbeat-ms", "300", "--lease-check-ms", "200"];
         await Cluster.StartServerAsync();
         Cluster.StartAgent("conformance", "command", "--slots", "2");
     }

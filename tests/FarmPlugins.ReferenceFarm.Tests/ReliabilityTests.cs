@@ -146,8 +146,10 @@ public sealed class ReliabilityTests
         await farm.StartServerAsync();
         farm.StartAgent("b", "command");
         var plugin = await farm.CreatePluginAsync();
-        // b is busy (alive, heartbeating) with a higher-priority job while a fails the other one.
-        var busy = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "busy", [Jobs.Shell("long", "echo task-began; sleep 5")], priority: 90));
+        // b is busy (alive, heartbeating) with a higher-priority job while a fails the other one, until the test releases it.
+        var release = farm.Temp.Combine("release");
+        var busy = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "busy",
+            [Jobs.Shell("long", $"echo task-began; while [ ! -f '{release}' ]; do sleep 0.1; done")], priority: 90));
         await Eventually.WaitAsync(async () => (await plugin.ReadTaskLogAsync(busy, "long", 0)).Text.Contains("task-began"), Long, "b to be busy");
         farm.StartAgent("a", "command");
         var jobId = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "blocklist",
@@ -158,6 +160,7 @@ public sealed class ReliabilityTests
         Assert.Equal(3, task.Attempts);
         Assert.Equal(JobState.Waiting, task.State);
 
+        File.WriteAllText(release, "go");
         var job = await Jobs.WaitTerminalAsync(plugin, jobId, Long);
         Assert.True(job.State == JobState.Completed, farm.Diagnostics());
         task = (await plugin.GetTasksAsync(jobId))[0];
@@ -227,6 +230,70 @@ public sealed class ReliabilityTests
         Assert.True(job.State == JobState.Completed, farm.Diagnostics());
         Assert.Equal(1, (await plugin.GetTasksAsync(jobId))[0].Attempts);
         Assert.Equal(1, Db.CompletionsByTask(farm.DataDirectory, jobId)["t"]);
+    }
+
+    [Fact]
+    public async Task Task_killed_by_a_signal_fails_its_attempt_naming_the_signal_and_runs_again()
+    {
+        await using var farm = new FarmCluster();
+        await farm.StartServerAsync();
+        farm.StartAgent("a", "command");
+        var plugin = await farm.CreatePluginAsync();
+        var pidFile = farm.Temp.Combine("task.pid");
+        var jobId = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "killed",
+            [Jobs.Shell("t", $"if [ \"$FARM_ATTEMPT\" = 2 ]; then echo second run; exit 0; fi; echo $$ > '{pidFile}'; exec sleep 30")], maxAttempts: 2));
+        await Eventually.WaitAsync(() => File.Exists(pidFile) && File.ReadAllText(pidFile).Trim().Length > 0, Long, "the task to start");
+
+        ProcessTracker.Kill(int.Parse(File.ReadAllText(pidFile).Trim()), 9);
+
+        var job = await Jobs.WaitTerminalAsync(plugin, jobId, Long);
+        Assert.True(job.State == JobState.Completed, farm.Diagnostics());
+        Assert.Equal(2, (await plugin.GetTasksAsync(jobId))[0].Attempts);
+        var log = (await plugin.ReadTaskLogAsync(jobId, "t", 0)).Text;
+        Assert.Contains("exited with code 137 (killed by signal 9, SIGKILL)", log);
+        Assert.Contains("second run", log);
+    }
+
+    [Fact]
+    public async Task Killed_agent_started_again_kills_its_leftover_task_and_the_task_runs_again_before_the_lease_lapses()
+    {
+        await using var farm = new FarmCluster();
+        // A lease far longer than the test: only the agent's own recovery can requeue the task in time.
+        farm.ServerTimings = ["--lease-ms", "120000", "--heartbeat-ms", "300", "--lease-check-ms", "200"];
+        await farm.StartServerAsync();
+        var a = farm.StartAgent("a", "command");
+        var plugin = await farm.CreatePluginAsync();
+        var pidFile = farm.Temp.Combine("task.pid");
+        var jobId = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "crash",
+            [Jobs.Shell("t", $"if [ \"$FARM_ATTEMPT\" = 2 ]; then echo second run; exit 0; fi; echo $$ > '{pidFile}'; exec sleep 60")]));
+        await Eventually.WaitAsync(() => File.Exists(pidFile) && File.ReadAllText(pidFile).Trim().Length > 0, Long, "the task to start");
+        var pid = int.Parse(File.ReadAllText(pidFile).Trim());
+
+        a.Kill(9);
+        await a.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(ProcessTracker.IsAlive(pid), "the task should outlive its agent (it runs in a session of its own)");
+        farm.StartAgent("a", "command");
+
+        var job = await Jobs.WaitTerminalAsync(plugin, jobId, TimeSpan.FromSeconds(60));
+        Assert.True(job.State == JobState.Completed, farm.Diagnostics());
+        await Eventually.WaitAsync(() => !ProcessTracker.IsAlive(pid) || File.ReadAllText($"/proc/{pid}/stat").Split(' ')[2] == "Z", Long, "the leftover task to die");
+        Assert.Equal(2, (await plugin.GetTasksAsync(jobId))[0].Attempts);
+        var log = (await plugin.ReadTaskLogAsync(jobId, "t", 0)).Text;
+        Assert.Contains("stopped unexpectedly", log);
+        Assert.Contains("second run", log);
+    }
+
+    [Fact]
+    public async Task Two_agents_cannot_share_a_work_folder()
+    {
+        await using var farm = new FarmCluster();
+        await farm.StartServerAsync();
+        var first = farm.StartAgent("a", "command");
+        await first.WaitForOutputAsync("serving", Long);
+        var second = farm.StartAgent("a", "command");
+        Assert.Equal(1, await second.WaitForExitAsync(Long));
+        Assert.Contains("another agent is using the work folder", second.Output);
+        Assert.False(first.Process.HasExited);
     }
 
     [Fact]

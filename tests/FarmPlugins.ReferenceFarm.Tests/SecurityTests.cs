@@ -125,6 +125,15 @@ public sealed class SecurityTests
         await using (plugin)
         {
             Assert.Empty(await plugin.GetJobsAsync());
+
+            // An agent trusting the same CA takes work over TLS.
+            farm.Start("agent tls", FarmCluster.Dll("Agent"),
+                ["--server", $"https://127.0.0.1:{farm.Port}", "--token-file", farm.AgentTokenFile, "--ca-cert", ca, "--name", "tls", "--hosts", "command",
+                 "--work", farm.Temp.Combine("agents", "tls"), "--heartbeat-ms", "300", "--poll-ms", "1000"], null);
+            var jobId = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "over tls", [Jobs.Shell("t", "echo over tls")]));
+            var job = await Jobs.WaitTerminalAsync(plugin, jobId, TimeSpan.FromSeconds(60));
+            Assert.True(job.State == JobState.Completed, farm.Diagnostics());
+            Assert.Contains("over tls", (await plugin.ReadTaskLogAsync(jobId, "t", 0)).Text);
         }
 
         // Without the CA the server's certificate is not trusted.
