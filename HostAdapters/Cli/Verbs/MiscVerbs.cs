@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 
 namespace FarmPlugins.Cli.Verbs;
 
@@ -83,27 +85,82 @@ internal abstract class LaunchVerb(string name, string project, string assembly,
         {
             Path.Combine(home, "ReferenceFarm", project, "bin", "Debug", "net10.0", assembly),
             Path.Combine(home, "ReferenceFarm", project, "bin", "Release", "net10.0", assembly),
+            Path.Combine(home, "out", "resources", "ReferenceFarm", project, assembly),
         }.FirstOrDefault(File.Exists) ?? throw new UsageException($"The ReferenceFarm {name} is not built: run ./farm from the repository (it builds it), or dotnet build ReferenceFarm/{project}.");
-        var info = new ProcessStartInfo("dotnet") { UseShellExecute = false };
+        // The dotnet host that runs this CLI runs the server or agent too (it may not be on PATH).
+        var dotnet = Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet" ? self : "dotnet";
+        var info = new ProcessStartInfo(dotnet) { UseShellExecute = false };
         info.ArgumentList.Add(dll);
-        foreach (var argument in (parse.GetValue(_arguments) ?? []).Concat(parse.UnmatchedTokens))
+        foreach (var argument in PassedOn(parse))
         {
             info.ArgumentList.Add(argument);
         }
 
         using var process = Process.Start(info)!;
+        // Ctrl+C in a terminal reaches the child by itself (same process group); a SIGTERM or SIGINT sent to this process alone
+        // (a service manager, `kill`) is passed on, so the server or agent stops as it should (an agent drains) instead of
+        // being orphaned.
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal =>
+        {
+            signal.Cancel = true;
+            Forward(process, "TERM");
+        });
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, _ => Forward(process, "INT"));
         try
         {
             await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
-            // Ctrl+C reached the child too (same process group); give it its grace period.
+            // Interrupted: the child got the signal too; give it its grace period.
             await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
             return ExitCodes.Interrupted;
         }
 
         return process.ExitCode;
+    }
+
+    /// <summary>Every token after the verb, in order and as typed: they belong to the executable, not to this CLI.</summary>
+    private IEnumerable<string> PassedOn(ParseResult parse)
+    {
+        var tokens = parse.Tokens;
+        var verb = -1;
+        for (var i = 0; i < tokens.Count; i++)
+        {
+            if (tokens[i].Type == TokenType.Command && tokens[i].Value == name)
+            {
+                verb = i;
+                break;
+            }
+        }
+
+        if (verb < 0)
+        {
+            return (parse.GetValue(_arguments) ?? []).Concat(parse.UnmatchedTokens);
+        }
+
+        return tokens.Skip(verb + 1).Where(t => t.Type != TokenType.DoubleDash).Select(t => t.Value).ToList();
+    }
+
+    private static void Forward(Process process, string signal)
+    {
+        try
+        {
+            if (process.HasExited)
+            {
+                return;
+            }
+
+            using var kill = Process.Start(new ProcessStartInfo("kill", ["-" + signal, process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+            {
+                UseShellExecute = false,
+            });
+            kill?.WaitForExit(5000);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            // The child is gone, or there is no kill command: nothing more to pass on.
+        }
     }
 }
 
