@@ -71,7 +71,7 @@ public sealed partial class SlurmPlugin
     /// <inheritdoc />
     protected override async Task RestartJobCoreAsync(string jobId, IReadOnlyCollection<string>? taskIds, CancellationToken cancellationToken)
     {
-        var folder = FolderOf(jobId);
+        var folder = ExistingFolderOf(jobId);
         using (await JobRecords.LockAsync(folder, cancellationToken).ConfigureAwait(false))
         {
             var record = JobRecords.Read(folder) ?? throw new JobNotFoundException(jobId, Name);

@@ -218,7 +218,7 @@ public sealed partial class SlurmPlugin : BaseFarmPlugin
     /// <inheritdoc />
     protected override async Task StopJobCoreAsync(string jobId, CancellationToken cancellationToken)
     {
-        var folder = FolderOf(jobId);
+        var folder = ExistingFolderOf(jobId);
         List<string> arrays;
         using (await JobRecords.LockAsync(folder, cancellationToken).ConfigureAwait(false))
         {
@@ -357,6 +357,13 @@ public sealed partial class SlurmPlugin : BaseFarmPlugin
     private JobFolder FolderOf(Guid id) => new(_options.SharedRoot, _options.NodeSharedRoot, JobIdOf(id));
 
     private JobFolder FolderOf(string jobId) => FolderOf(ParseJobId(jobId) ?? throw new JobNotFoundException(jobId, Name));
+
+    /// <summary>The folder of a job that exists; checked before taking its lock, which would create the folder.</summary>
+    private JobFolder ExistingFolderOf(string jobId)
+    {
+        var folder = FolderOf(jobId);
+        return File.Exists(folder.RecordFile) ? folder : throw new JobNotFoundException(jobId, Name);
+    }
 
     private JobFolder CheckTemporaryFolder(string temporaryFolder, Guid contextId)
     {

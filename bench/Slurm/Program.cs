@@ -48,6 +48,23 @@ try
 
     var slurmLatency = await LatencyAsync(slurm, "slurm", 10);
     rows.Add(("Slurm: submit → task process start (median of 10)", $"{Median(slurmLatency):0} ms (min {slurmLatency.Min():0}, max {slurmLatency.Max():0})"));
+    var rawLatency = new List<double>();
+    for (var i = 0; i < 10; i++)
+    {
+        await Task.Delay(300);
+        var output = temp.Combine($"raw-latency-{i}.out");
+        var submitted = DateTimeOffset.UtcNow;
+        var (_, id, _) = await cluster.RunAsync("sbatch", "--parsable", "--output=" + output, "--wrap=date +%s%N");
+        while ((await cluster.RunAsync("squeue", "-h", "-j", id.Trim(), "-t", "PD,R,CG,CF")).Output.Trim().Length > 0)
+        {
+            await Task.Delay(20);
+        }
+
+        var started = DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(File.ReadAllText(output).Trim(), CultureInfo.InvariantCulture) / 1_000_000);
+        rawLatency.Add((started - submitted).TotalMilliseconds);
+    }
+
+    rows.Add(("raw `sbatch --wrap='date +%s%N'`: submit → start (median of 10)", $"{Median(rawLatency):0} ms (min {rawLatency.Min():0}, max {rawLatency.Max():0})"));
     await slurm.DisposeAsync();
     await cluster.DisposeAsync();
     cluster = null;
@@ -104,7 +121,7 @@ try
     }
 
     var xargsRate = TaskCount / xargs.Elapsed.TotalSeconds;
-    rows.Add(($"`seq {TaskCount} | xargs -P 2 -I{{}} true`", Rate((xargs.Elapsed, xargsRate))));
+    rows.Add(($"`seq {TaskCount} \\| xargs -P 2 -I{{}} true`", Rate((xargs.Elapsed, xargsRate))));
     rows.Add(("Slurm adapter / xargs", $"{slurmRate.Rate / xargsRate:0.0000}×"));
     rows.Add(("Slurm adapter / LocalQueue", $"{slurmRate.Rate / localRate.Rate:0.000}×"));
 }
@@ -162,7 +179,7 @@ async Task<List<double>> LatencyAsync(BaseFarmPlugin plugin, string name, int ru
         var id = await plugin.SubmitJobAsync(request);
         await WaitAsync(plugin, id, TimeSpan.FromMilliseconds(20));
         var text = (await plugin.ReadTaskLogAsync(id, "t", 0)).Text;
-        var line = text.Split('\n').Select(l => l.Trim()).First(l => l.Length > 15 && l.All(char.IsAsciiDigit));
+        var line = System.Text.RegularExpressions.Regex.Match(text, @"\b\d{16,}\b").Value;
         var started = DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(line, CultureInfo.InvariantCulture) / 1_000_000);
         latencies.Add((started - submitted).TotalMilliseconds);
     }

@@ -324,6 +324,21 @@ public sealed class SlurmAdapterTests(SlurmFixture fixture) : IDisposable
     }
 
     [ComponentFact(Components.Slurm)]
+    public async Task UnknownJobIds_AreNotFound_AndLeaveNoFolderBehind()
+    {
+        var plugin = await fixture.NewPluginAsync();
+        var unknown = Guid.NewGuid().ToString("D");
+
+        await Assert.ThrowsAsync<JobNotFoundException>(() => plugin.StopJobAsync(unknown));
+        await Assert.ThrowsAsync<JobNotFoundException>(() => plugin.RestartJobAsync(unknown));
+        await Assert.ThrowsAsync<JobNotFoundException>(() => plugin.DeleteJobAsync(unknown));
+        await Assert.ThrowsAsync<JobNotFoundException>(() => plugin.GetJobAsync(unknown.ToUpperInvariant()));
+        await Assert.ThrowsAsync<JobNotFoundException>(() => plugin.GetJobAsync("../" + unknown));
+
+        Assert.False(Directory.Exists(Path.Combine(fixture.SharedRoot, unknown)));
+    }
+
+    [ComponentFact(Components.Slurm)]
     public async Task Delete_RemovesATerminalJob_AndRefusesARunningOne()
     {
         var (runningId, _) = await SubmitAsync([Sh("long", "sleep 30")], "delete-running");
