@@ -154,19 +154,22 @@ internal sealed class Agent
             {
                 while (await heartbeat.WaitForNextTickAsync(linked.Token).ConfigureAwait(false))
                 {
-                    _store.Heartbeat(_options.AgentId, Environment.ProcessId);
-                    if (!_store.Renew(task, _options.AgentId, _options.Lease))
+                    try
                     {
-                        await leaseLost.CancelAsync().ConfigureAwait(false);
+                        _store.Heartbeat(_options.AgentId, Environment.ProcessId);
+                        if (!_store.Renew(task, _options.AgentId, _options.Lease))
+                        {
+                            await leaseLost.CancelAsync().ConfigureAwait(false);
+                        }
+                    }
+                    catch (FarmPluginException)
+                    {
+                        // The database was busy for too long: the next tick tries again (the lease outlives a few misses).
                     }
                 }
             }
             catch (OperationCanceledException)
             {
-            }
-            catch (FarmPluginException)
-            {
-                // The database was busy for too long: the next tick tries again.
             }
         }, CancellationToken.None);
 

@@ -35,6 +35,7 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         new("HeartbeatSeconds", "How often a running agent renews its task's lease.", false, "5"),
         new("LeaseSeconds", "A task whose lease is not renewed for this long goes back to the queue.", false, "30"),
         new("PollMilliseconds", "The slow fallback poll of an idle agent (it is woken on submit).", false, "1000"),
+        new("BusyTimeoutSeconds", "How long a call waits for a database another process holds locked before it fails.", false, "15"),
         new("PovRay", "The POV-Ray executable; found on PATH when not set.", false, null),
         new("Blender", "The Blender executable; found on PATH when not set.", false, null),
         new("FarmTools", "The farm-tools executable; found next to the plug-in when not set.", false, null),
@@ -64,7 +65,7 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         Directory.CreateDirectory(_paths.Jobs);
         Directory.CreateDirectory(_paths.Logs);
         Directory.CreateDirectory(_paths.Agents);
-        _store = new QueueStore(_paths.Database, TimeProvider);
+        _store = new QueueStore(_paths.Database, TimeProvider, TimeSpan.FromSeconds(Context.GetDoubleSetting("BusyTimeoutSeconds", 15)));
         _store.Initialize();
         _hashCache = new HashCache(_paths.HashCache);
         _blobs = new FileBlobStore(_paths.Blobs);
@@ -163,6 +164,12 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
     protected override Task<Job> GetJobCoreAsync(string jobId, CancellationToken cancellationToken)
     {
         var job = _store.GetJob(Seq(jobId)) ?? throw new JobNotFoundException(jobId, Name);
+        if (!job.State.IsTerminal() && !AnyAgentAlive())
+        {
+            // Every agent died (killed, machine slept, OOM): whoever watches the job brings the queue back to life.
+            EnsureAgents();
+        }
+
         return Task.FromResult(WithLogFile([job])[0]);
     }
 
@@ -355,6 +362,12 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         // Hand out whole lines only: a line being written is read next time, whole.
         var end = Array.LastIndexOf(buffer, (byte)'\n') + 1;
         return new LogChunk(Encoding.UTF8.GetString(buffer, 0, end), offset + end, terminal && offset + end == length);
+    }
+
+    private bool AnyAgentAlive()
+    {
+        var staleAfter = TimeSpan.FromSeconds(Math.Max(_lease, 3 * _heartbeat));
+        return _store.GetAgents().Any(a => NativeMethods.IsAlive(a.Pid) && TimeProvider.GetUtcNow() - a.Heartbeat < staleAfter);
     }
 
     private void EnsureAgents()

@@ -26,17 +26,21 @@ internal sealed class QueueStore
 
     private readonly string _connectionString;
     private readonly TimeProvider _clock;
+    private readonly string _pragmas;
 
-    public QueueStore(string databasePath, TimeProvider clock)
+    public QueueStore(string databasePath, TimeProvider clock, TimeSpan? busyTimeout = null)
     {
         DatabasePath = databasePath;
         _clock = clock;
+        var busy = (long)(busyTimeout ?? TimeSpan.FromSeconds(15)).TotalMilliseconds;
+        _pragmas = string.Create(CultureInfo.InvariantCulture, $"PRAGMA busy_timeout={busy}; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;");
         _connectionString = new SqliteConnectionStringBuilder
         {
             DataSource = databasePath,
             Mode = SqliteOpenMode.ReadWriteCreate,
             Pooling = true,
-            DefaultTimeout = 30,
+            // Microsoft.Data.Sqlite retries SQLITE_BUSY itself until the command timeout: the same bound as busy_timeout.
+            DefaultTimeout = (int)Math.Max(1, Math.Ceiling((busyTimeout ?? TimeSpan.FromSeconds(15)).TotalSeconds)),
         }.ToString();
     }
 
@@ -473,7 +477,7 @@ internal sealed class QueueStore
         using (var select = connection.CreateCommand())
         {
             select.CommandText = """
-                SELECT t.job_seq, t.idx, t.attempts, j.max_attempts FROM tasks t JOIN jobs j ON j.seq=t.job_seq
+                SELECT t.job_seq, t.idx, t.attempts, j.max_attempts, t.pgid FROM tasks t JOIN jobs j ON j.seq=t.job_seq
                 WHERE t.state=1 AND t.lease_expiry < $now
                 """;
             select.Parameters.AddWithValue("$now", Now);
@@ -481,6 +485,12 @@ internal sealed class QueueStore
             while (reader.Read())
             {
                 lapsed.Add((reader.GetInt64(0), reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3)));
+                if (!reader.IsDBNull(4) && reader.GetInt32(4) is > 1 and var pgid)
+                {
+                    // The agent that ran it is gone, its task may not be: the queue is on this machine, so the
+                    // orphaned process group of the lost attempt is killed before the task runs again.
+                    NativeMethods.Kill(-pgid, 9);
+                }
             }
         }
 
@@ -610,7 +620,7 @@ internal sealed class QueueStore
         {
             using var connection = new SqliteConnection(_connectionString);
             connection.Open();
-            Execute(connection, "PRAGMA busy_timeout=15000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;");
+            Execute(connection, _pragmas);
             return action(connection);
         }
         catch (SqliteException ex) when (ex.SqliteErrorCode is 5 or 6)

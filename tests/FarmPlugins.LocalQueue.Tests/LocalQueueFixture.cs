@@ -17,7 +17,7 @@ public sealed class LocalQueueFarm : IAsyncDisposable
         ["Agents"] = "2",
         ["IdleSeconds"] = "20",
         ["HeartbeatSeconds"] = "0.5",
-        ["LeaseSeconds"] = "3",
+        ["LeaseSeconds"] = "10",
         ["PollMilliseconds"] = "500",
     };
 
