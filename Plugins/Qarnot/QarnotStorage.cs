@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
@@ -271,9 +272,22 @@ internal sealed class QarnotStorage : IDisposable
     /// </summary>
     public static async Task<string> ComputeEtagAsync(string path, long partSize, CancellationToken cancellationToken)
     {
-        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
+        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, useAsync: true);
         var length = stream.Length;
-        var buffer = new byte[1 << 20];
+        // Pooled and no larger than the file: a thousand small files must not mean a thousand 1 MiB buffers.
+        var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Clamp(length, 4096, 1 << 20));
+        try
+        {
+            return await HashAsync(stream, length, buffer, partSize, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static async Task<string> HashAsync(FileStream stream, long length, byte[] buffer, long partSize, CancellationToken cancellationToken)
+    {
         using var md5 = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
         using var whole = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
         using var part = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
