@@ -23,6 +23,9 @@ public sealed class ReferenceFarmPlugin : BaseFarmPlugin
     /// <summary>The setting holding the client token (secret).</summary>
     public const string TokenSetting = "Token";
 
+    /// <summary>The setting naming a file that holds the client token (used when <see cref="TokenSetting"/> is not set).</summary>
+    public const string TokenFileSetting = "TokenFile";
+
     /// <summary>The setting naming a PEM file with the server's CA certificate.</summary>
     public const string CaCertificateSetting = "CaCertificate";
 
@@ -48,6 +51,7 @@ public sealed class ReferenceFarmPlugin : BaseFarmPlugin
     [
         new(AddressSetting, "The server's URL: http://127.0.0.1:50051 on this machine, https://HOST:PORT elsewhere.", DefaultValue: "http://127.0.0.1:50051"),
         new(TokenSetting, "A client token (the server writes client.token, or `server add-client NAME` makes one).", IsSecret: true),
+        new(TokenFileSetting, "A file holding the client token, read when Token is not set (e.g. DATA/clients/NAME.token)."),
         new(CaCertificateSetting, "A PEM file with the server's CA certificate (DATA/tls/ca.pem on the server) for https."),
         new(CallTimeoutSetting, "The longest a call to the server may take, in seconds.", DefaultValue: "120"),
     ];
@@ -63,9 +67,23 @@ public sealed class ReferenceFarmPlugin : BaseFarmPlugin
         }
 
         var token = Context.GetSetting(TokenSetting);
-        if (string.IsNullOrWhiteSpace(token))
+        var tokenFile = Context.GetSetting(TokenFileSetting);
+        if (string.IsNullOrWhiteSpace(token) && !string.IsNullOrWhiteSpace(tokenFile))
         {
-            errors.Add($"setting '{TokenSetting}' is required (a client token from the server's data folder)");
+            try
+            {
+                token = File.ReadAllText(tokenFile).Trim();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                errors.Add($"setting '{TokenFileSetting}': cannot read '{tokenFile}' ({ex.GetType().Name})");
+                token = null;
+            }
+        }
+
+        if (string.IsNullOrWhiteSpace(token) && errors.Count == 0)
+        {
+            errors.Add($"setting '{TokenSetting}' (or '{TokenFileSetting}') is required: a client token from the server's data folder");
         }
 
         var ca = Context.GetSetting(CaCertificateSetting);
@@ -142,6 +160,27 @@ public sealed class ReferenceFarmPlugin : BaseFarmPlugin
     protected override async Task<IReadOnlyList<string>> CopyRenderFilesCoreAsync(RenderContext context, string temporaryFolder,
         IReadOnlyList<RenderFile> files, IProgress<TransferProgress>? progress, CancellationToken cancellationToken)
     {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await CopyOnceAsync(context, files, progress, cancellationToken).ConfigureAwait(false);
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.FailedPrecondition && attempt < 3)
+            {
+                // A blob the server reported present was removed before it was staged (another client deleted the last job
+                // that used it): ask again, and upload what is missing now.
+            }
+            catch (RpcException ex)
+            {
+                throw Translate(ex, null, cancellationToken);
+            }
+        }
+    }
+
+    private async Task<IReadOnlyList<string>> CopyOnceAsync(RenderContext context, IReadOnlyList<RenderFile> files, IProgress<TransferProgress>? progress,
+        CancellationToken cancellationToken)
+    {
         var entries = new List<FileEntry>(files.Count);
         foreach (var file in files)
         {
@@ -189,7 +228,8 @@ public sealed class ReferenceFarmPlugin : BaseFarmPlugin
         {
             var stage = new StageFilesRequest { ContextId = context.Id.ToString("D") };
             stage.Files.Add(batch);
-            await CallAsync(o => JobsClient.StageFilesAsync(stage, o), null, cancellationToken).ConfigureAwait(false);
+            // Called directly: the caller retries a FailedPrecondition (a blob removed meanwhile).
+            await JobsClient.StageFilesAsync(stage, new CallOptions(_headers, Deadline, cancellationToken)).ResponseAsync.ConfigureAwait(false);
         }
 
         return entries.Select(e => $"{FolderScheme}{context.Id:D}/{e.RelativePath}").ToList();

@@ -195,6 +195,7 @@ public static class ServerProgram
             builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
             builder.Logging.SetMinimumLevel(LogLevel.Information);
             builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+            builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
             builder.Logging.AddFilter("Grpc", LogLevel.Warning);
             var tls = options.Listen.Scheme == "https";
             string? fingerprint = null;

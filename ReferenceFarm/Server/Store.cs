@@ -235,6 +235,8 @@ public sealed class Store : IAsyncDisposable
 
             var jobId = "rf-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
             var now = NowMs();
+            // Accepted means durable, even across a power cut: this commit is synced to disk (the rest of the state may lag).
+            await ExecuteAsync("PRAGMA synchronous=FULL", cancellationToken).ConfigureAwait(false);
             using var transaction = Begin();
             using (var insertJob = Command("""
                 INSERT INTO jobs(id, context_id, name, priority, max_attempts, submitter, owner, labels, environment, submitted_ms, total)
@@ -286,6 +288,7 @@ public sealed class Store : IAsyncDisposable
             }
 
             transaction.Commit();
+            await ExecuteAsync("PRAGMA synchronous=NORMAL", CancellationToken.None).ConfigureAwait(false);
             return (jobId, false, null);
         }, cancellationToken);
 
