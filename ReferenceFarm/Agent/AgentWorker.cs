@@ -242,6 +242,24 @@ public sealed class AgentWorker : BackgroundService
                 }
             }
         }
+
+        // Cached blobs no job used for as long are removed too (a job folder that still links one keeps its own copy).
+        foreach (var blob in Directory.EnumerateFiles(_cache.Root, "*", SearchOption.AllDirectories))
+        {
+            try
+            {
+                if (File.GetLastWriteTimeUtc(blob) < cutoff)
+                {
+                    File.Delete(blob);
+                }
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
     }
 
     private async Task HeartbeatLoopAsync(CancellationToken cancellationToken)
@@ -296,6 +314,18 @@ public sealed class AgentWorker : BackgroundService
     {
         var key = (lease.JobId, lease.TaskId);
         var held = new Held(lease.Lease);
+        if (_held.TryGetValue(key, out var superseded))
+        {
+            // The server handed this task out again (it was restarted by name): the older attempt here is over.
+            try
+            {
+                await superseded.Cancel.CancelAsync().ConfigureAwait(false);
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
+
         _held[key] = held;
         _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, 0, 0));
         Log.Running(_logger, lease.JobId, lease.TaskId, lease.Attempt, lease.Lease);
@@ -583,13 +613,43 @@ public sealed class AgentWorker : BackgroundService
             return;
         }
 
-        await EnsureCachedAsync(file.Hash, cancellationToken).ConfigureAwait(false);
+        await EnsureCachedAsync(file.Hash, file.Size, cancellationToken).ConfigureAwait(false);
         await _cache.LinkOrCopyAsync(file.Hash, destination, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task EnsureCachedAsync(string hash, CancellationToken cancellationToken)
+    private bool IsCached(string hash, long size)
     {
-        if (_cache.Contains(hash))
+        if (!_cache.Contains(hash))
+        {
+            return false;
+        }
+
+        var path = _cache.GetPath(hash);
+        if (new FileInfo(path).Length != size)
+        {
+            // A task wrote through a hard link into the cache (possible for root, which ignores the read-only mode): fetch it again.
+            File.Delete(path);
+            return false;
+        }
+
+        try
+        {
+            // Marks it used: the cache keeps blobs jobs still use.
+            File.SetLastWriteTimeUtc(path, DateTime.UtcNow);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+
+        return true;
+    }
+
+    private async Task EnsureCachedAsync(string hash, long size, CancellationToken cancellationToken)
+    {
+        if (IsCached(hash, size))
         {
             return;
         }
@@ -598,7 +658,7 @@ public sealed class AgentWorker : BackgroundService
         await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_cache.Contains(hash))
+            if (IsCached(hash, size))
             {
                 return;
             }

@@ -127,6 +127,12 @@ public static class ServerProgram
         var store = await Store.OpenAsync(data, TimeProvider.System).ConfigureAwait(false);
         await using (store.ConfigureAwait(false))
         {
+            if (await store.HasTokenNamedAsync(name).ConfigureAwait(false))
+            {
+                // Replacing it silently would cut off whoever holds the current token.
+                throw new ArgumentException($"client '{name}' exists already; remove-client it first to issue a new token");
+            }
+
             var token = await store.AddTokenAsync(name, "client", admin).ConfigureAwait(false);
             var folder = Path.Combine(data, "clients");
             Directory.CreateDirectory(folder);

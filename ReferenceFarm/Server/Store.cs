@@ -148,6 +148,14 @@ public sealed class Store : IAsyncDisposable
         WithGateAsync(async () => Convert.ToInt64(await ScalarAsync("SELECT count(*) FROM tokens WHERE kind=$k", cancellationToken, ("$k", kind))
             .ConfigureAwait(false), CultureInfo.InvariantCulture) > 0, cancellationToken);
 
+    /// <summary>Whether a token of this name exists.</summary>
+    /// <param name="name">The name.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns><see langword="true"/> when one does.</returns>
+    public Task<bool> HasTokenNamedAsync(string name, CancellationToken cancellationToken = default) =>
+        WithGateAsync(async () => Convert.ToInt64(await ScalarAsync("SELECT count(*) FROM tokens WHERE name=$n", cancellationToken, ("$n", name))
+            .ConfigureAwait(false), CultureInfo.InvariantCulture) > 0, cancellationToken);
+
     /// <summary>Finds who holds a token; read every call so a revoked token stops working at once.</summary>
     /// <param name="token">The bearer token.</param>
     /// <param name="cancellationToken">Cancels the call.</param>

@@ -68,6 +68,7 @@ public sealed class SecurityTests
         // Added while the server runs.
         Assert.Equal(0, await RunServerVerbAsync(farm, "add-client", "alice", "--data", farm.DataDirectory));
         Assert.Equal(0, await RunServerVerbAsync(farm, "add-client", "bob", "--data", farm.DataDirectory));
+        Assert.Equal(2, await RunServerVerbAsync(farm, "add-client", "bob", "--data", farm.DataDirectory));
         var aliceFile = Path.Combine(farm.DataDirectory, "clients", "alice.token");
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(aliceFile));
         var alice = await farm.CreatePluginAsync(File.ReadAllText(aliceFile).Trim());
