@@ -400,7 +400,7 @@ public sealed class QarnotEmulator : IAsyncDisposable
             var downloaded = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var (bucket, prefix, strip) in task.Resources)
             {
-                foreach (var key in await ListKeysAsync(bucket, prefix))
+                foreach (var (key, etag, size) in await ListKeysAsync(bucket, prefix))
                 {
                     var relative = key.StartsWith(strip, StringComparison.Ordinal) ? key[strip.Length..] : key;
                     if (relative.Length == 0 || relative.EndsWith('/') || relative.Split('/').Contains(".."))
@@ -416,7 +416,15 @@ public sealed class QarnotEmulator : IAsyncDisposable
                         await response.ResponseStream.CopyToAsync(file, abort);
                     }
 
-                    downloaded[relative] = await Md5Async(target);
+                    // S3 failures are silent: every object arrives with the length and (single-part) MD5 the listing gave.
+                    var md5 = await Md5Async(target);
+                    var length = new FileInfo(target).Length;
+                    if (length != size || (!etag.Contains('-', StringComparison.Ordinal) && etag != md5))
+                    {
+                        throw new InvalidDataException($"s3://{bucket}/{key} arrived with {length} bytes and MD5 {md5}, not {size} bytes and ETag {etag}");
+                    }
+
+                    downloaded[relative] = md5;
                 }
             }
 
@@ -500,14 +508,14 @@ public sealed class QarnotEmulator : IAsyncDisposable
         }
     }
 
-    private async Task<List<string>> ListKeysAsync(string bucket, string prefix)
+    private async Task<List<(string Key, string ETag, long Size)>> ListKeysAsync(string bucket, string prefix)
     {
-        var keys = new List<string>();
+        var keys = new List<(string, string, long)>();
         var request = new ListObjectsV2Request { BucketName = bucket, Prefix = prefix };
         while (true)
         {
             var page = await _s3.ListObjectsV2Async(request);
-            keys.AddRange((page.S3Objects ?? []).Select(o => o.Key));
+            keys.AddRange((page.S3Objects ?? []).Select(o => (o.Key, o.ETag.Trim('"').ToLowerInvariant(), o.Size ?? 0)));
             if (page.IsTruncated != true)
             {
                 return keys;
