@@ -133,6 +133,21 @@ public sealed class ExitCodeTests(CliFixture farm)
     }
 
     [Fact]
+    public async Task HostExitsRightAfterSubmitting_TheJobCompletes_AndANewHostReadsItsStateAndLog()
+    {
+        var nonce = Guid.NewGuid().ToString("N");
+        var submit = await farm.RunProcessAsync(["submit", "--json", "--", "/bin/sh", "-c", $"sleep 1; echo {nonce}"]);
+        Assert.True(submit.Code == 0, submit.ToString());
+        var id = System.Text.Json.JsonDocument.Parse(submit.Stdout).RootElement.GetProperty("id").GetString()!;
+
+        var wait = await farm.RunProcessAsync(["wait", id]);
+        var log = await farm.RunProcessAsync(["log", id]);
+
+        Assert.True(wait.Code == 0, wait.ToString());
+        Assert.Contains(nonce, log.Stdout);
+    }
+
+    [Fact]
     public async Task RealProcess_Sigint_DuringWait_Exits130()
     {
         var submit = await farm.RunAsync("submit", "--", "/bin/sh", "-c", "sleep 30");

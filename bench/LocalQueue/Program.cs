@@ -1,0 +1,266 @@
+using System.Diagnostics;
+using System.Globalization;
+using FarmApi;
+using FarmPlugins.LocalQueue;
+using Microsoft.Extensions.Logging.Abstractions;
+
+// LocalQueue figures (issue 3) and farm CLI figures (issue 5). Every farm this starts lives in a temporary data
+// directory; its agents are killed by pid at the end.
+var which = args.Length > 0 ? args[0] : "all";
+var repo = FindRepository();
+var results = new List<string>();
+
+if (which is "all" or "throughput") await Throughput();
+if (which is "all" or "latency") await Latency();
+if (which is "all" or "staging") await Staging();
+if (which is "all" or "idle") await Idle();
+if (which is "all" or "cli") await Cli();
+
+Console.WriteLine();
+Console.WriteLine("| figure | value |");
+Console.WriteLine("|---|---|");
+foreach (var line in results) Console.WriteLine(line);
+return 0;
+
+async Task Throughput()
+{
+    const int n = 2000;
+    var xargs = Stopwatch.StartNew();
+    await Run("/bin/sh", "-c", $"seq {n} | xargs -P 2 -I{{}} true");
+    xargs.Stop();
+
+    await using var farm = await Farm.StartAsync(new() { ["Agents"] = "2" });
+    var plugin = farm.Plugin;
+    var context = RenderContext.Create("throughput");
+    var folder = await plugin.CreateTemporaryFolderAsync(context);
+    var tasks = Enumerable.Range(0, n).Select(i => new TaskSpec($"t{i}", [Command.Of("true")])).ToList();
+    var watch = Stopwatch.StartNew();
+    var id = await plugin.SubmitJobAsync(new JobRequest { Context = context, Name = "throughput", Tasks = tasks, TemporaryFolder = folder, MaxAttempts = 1 });
+    var job = await WaitAsync(plugin, id, TimeSpan.FromMinutes(10));
+    watch.Stop();
+    var lq = n / watch.Elapsed.TotalSeconds;
+    var xr = n / xargs.Elapsed.TotalSeconds;
+    results.Add(F($"| throughput: {n} `true` tasks, 2 agents, one process per task, SQLite WAL synchronous=NORMAL | LocalQueue {lq:0} tasks/s ({watch.Elapsed.TotalSeconds:0.0} s, {job.State}) |"));
+    results.Add(F($"| `seq {n} \\| xargs -P 2 -I{{}} true`, same run | {xr:0} tasks/s ({xargs.Elapsed.TotalSeconds:0.0} s) |"));
+    results.Add(F($"| LocalQueue / xargs (target ≥ 0.5×) | {lq / xr:0.00}× |"));
+}
+
+async Task Latency()
+{
+    await using var farm = await Farm.StartAsync(new() { ["Agents"] = "2" });
+    var plugin = farm.Plugin;
+    // Warm the agents up.
+    await SubmitAndWait(plugin, "warm", [new TaskSpec("w", [Command.Of("true")])]);
+    var samples = new List<double>();
+    for (var i = 0; i < 30; i++)
+    {
+        var stamp = Path.Combine(farm.DataDirectory, $"stamp{i}");
+        var context = RenderContext.Create("latency");
+        var folder = await plugin.CreateTemporaryFolderAsync(context);
+        var request = new JobRequest
+        {
+            Context = context, Name = "latency", TemporaryFolder = folder, MaxAttempts = 1,
+            Tasks = [new TaskSpec("t", [Command.Of("/bin/sh", "-c", $"date +%s%N > {stamp}")])],
+        };
+        var id = await plugin.SubmitJobAsync(request);
+        var returned = (DateTimeOffset.UtcNow.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) * 100;
+        await WaitAsync(plugin, id, TimeSpan.FromMinutes(1));
+        var started = long.Parse(File.ReadAllText(stamp).Trim(), CultureInfo.InvariantCulture);
+        samples.Add((started - returned) / 1e6);
+        await Task.Delay(300);
+    }
+
+    samples.Sort();
+    results.Add(F($"| submit returned → first task process started, agents up (median of 30; the task runs `date +%s%N`; target < 50 ms) | {samples[15]:0.0} ms (p90 {samples[27]:0.0} ms) |"));
+}
+
+async Task Staging()
+{
+    var tree = Directory.CreateTempSubdirectory("lqbench-tree").FullName;
+    try
+    {
+        // 1,000 files, 500 MB: 50 files of 9 MB and 950 of ~55 KB.
+        var random = new Random(7);
+        for (var i = 0; i < 1000; i++)
+        {
+            var size = i < 50 ? 9 * 1024 * 1024 : 55 * 1024;
+            var bytes = new byte[size];
+            random.NextBytes(bytes);
+            var dir = Path.Combine(tree, $"d{i % 20}");
+            Directory.CreateDirectory(dir);
+            await File.WriteAllBytesAsync(Path.Combine(dir, $"f{i}.bin"), bytes);
+        }
+
+        var total = Directory.GetFiles(tree, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+        await Run("sync");
+        var cpTarget = Path.Combine(Path.GetTempPath(), "lqbench-cp-" + Guid.NewGuid().ToString("N"));
+        var cp = Stopwatch.StartNew();
+        await Run("cp", "-r", tree, cpTarget);
+        cp.Stop();
+        Directory.Delete(cpTarget, true);
+
+        await using var farm = await Farm.StartAsync(new() { ["Agents"] = "1" });
+        var files = Directory.GetFiles(tree, "*", SearchOption.AllDirectories)
+            .Select(f => new RenderFile(f, Path.GetRelativePath(tree, f))).ToList();
+        var first = await Stage(farm.Plugin, files);
+        var second = await Stage(farm.Plugin, files);
+        results.Add(F($"| staging {files.Count} files, {total / 1e6:0} MB into a job folder (first time: hash + store + link) | {first.TotalSeconds:0.00} s |"));
+        results.Add(F($"| `cp -r` of the same tree, same run | {cp.Elapsed.TotalSeconds:0.00} s |"));
+        results.Add(F($"| staging / cp -r (target ≤ 1.2) | {first.TotalSeconds / cp.Elapsed.TotalSeconds:0.00} |"));
+        results.Add(F($"| the same tree into a second job (hash cache + links; target < 5% of the first) | {second.TotalSeconds:0.000} s ({100 * second.TotalSeconds / first.TotalSeconds:0.0}%) |"));
+    }
+    finally
+    {
+        Directory.Delete(tree, true);
+    }
+}
+
+async Task<TimeSpan> Stage(BaseFarmPlugin plugin, IReadOnlyList<RenderFile> files)
+{
+    var context = RenderContext.Create("staging");
+    var folder = await plugin.CreateTemporaryFolderAsync(context);
+    var watch = Stopwatch.StartNew();
+    await plugin.CopyRenderFilesAsync(context, folder, files);
+    return watch.Elapsed;
+}
+
+async Task Idle()
+{
+    await using var farm = await Farm.StartAsync(new() { ["Agents"] = "1", ["IdleSeconds"] = "120" });
+    await SubmitAndWait(farm.Plugin, "idle", [new TaskSpec("t", [Command.Of("true")])]);
+    await Task.Delay(1000);
+    var pid = LocalQueuePlugin.AgentProcessIds(farm.DataDirectory).Single();
+    var before = CpuTicks(pid);
+    var watch = Stopwatch.StartNew();
+    await Task.Delay(TimeSpan.FromSeconds(10));
+    var used = (CpuTicks(pid) - before) / 100.0;
+    results.Add(F($"| an idle agent's CPU over {watch.Elapsed.TotalSeconds:0} s (utime+stime from /proc; target < 1%) | {100 * used / watch.Elapsed.TotalSeconds:0.00}% ({used * 1000:0} ms) |"));
+}
+
+async Task Cli()
+{
+    var farmScript = Path.Combine(repo, "farm");
+    await using var farm = await Farm.StartAsync(new() { ["Agents"] = "2" });
+    for (var i = 0; i < 1000; i++)
+    {
+        var context = RenderContext.Create($"cli{i}");
+        var folder = await farm.Plugin.CreateTemporaryFolderAsync(context);
+        await farm.Plugin.SubmitJobAsync(new JobRequest { Context = context, Name = $"job{i}", TemporaryFolder = folder, Tasks = [new TaskSpec("t", [Command.Of("true")])] });
+    }
+
+    var env = new Dictionary<string, string> { ["FARM_DATA"] = Path.GetDirectoryName(farm.DataDirectory)! };
+    await Run2(farmScript, env, "plugins"); // brings the build up to date first
+    var jobs = new List<double>();
+    var status = new List<double>();
+    for (var i = 0; i < 11; i++)
+    {
+        var watch = Stopwatch.StartNew();
+        await Run2(farmScript, env, "jobs");
+        jobs.Add(watch.Elapsed.TotalMilliseconds);
+        watch.Restart();
+        await Run2(farmScript, env, "status", "lq-500");
+        status.Add(watch.Elapsed.TotalMilliseconds);
+    }
+
+    jobs.Sort();
+    status.Sort();
+    results.Add(F($"| `./farm jobs`, 1,000 jobs queued, build up to date (median of 11; target < 400 ms) | {jobs[5]:0} ms |"));
+    results.Add(F($"| `./farm status lq-500`, same queue (median of 11; target < 400 ms) | {status[5]:0} ms |"));
+}
+
+static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+
+static long CpuTicks(int pid)
+{
+    var stat = File.ReadAllText($"/proc/{pid}/stat");
+    var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+    return long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+}
+
+static async Task SubmitAndWait(BaseFarmPlugin plugin, string name, IReadOnlyList<TaskSpec> tasks)
+{
+    var context = RenderContext.Create(name);
+    var folder = await plugin.CreateTemporaryFolderAsync(context);
+    var id = await plugin.SubmitJobAsync(new JobRequest { Context = context, Name = name, Tasks = tasks, TemporaryFolder = folder });
+    await WaitAsync(plugin, id, TimeSpan.FromMinutes(2));
+}
+
+static async Task<Job> WaitAsync(BaseFarmPlugin plugin, string id, TimeSpan timeout)
+{
+    var deadline = DateTime.UtcNow + timeout;
+    while (true)
+    {
+        var job = await plugin.GetJobAsync(id);
+        if (job.State.IsTerminal()) return job;
+        if (DateTime.UtcNow > deadline) throw new TimeoutException($"job {id} still {job.State}");
+        await Task.Delay(5);
+    }
+}
+
+static Task Run(string file, params string[] arguments) => RunWith(file, null, arguments);
+
+static Task Run2(string file, Dictionary<string, string> env, params string[] arguments) => RunWith(file, env, arguments);
+
+static async Task RunWith(string file, Dictionary<string, string>? env, string[] arguments)
+{
+    var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+    foreach (var a in arguments) info.ArgumentList.Add(a);
+    foreach (var (k, v) in env ?? []) info.Environment[k] = v;
+    using var process = Process.Start(info)!;
+    var output = process.StandardOutput.ReadToEndAsync();
+    var error = process.StandardError.ReadToEndAsync();
+    await process.WaitForExitAsync();
+    await output;
+    if (process.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', arguments)} exited {process.ExitCode}: {await error}");
+}
+
+static string FindRepository()
+{
+    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+    {
+        if (File.Exists(Path.Combine(dir.FullName, "FarmPlugins.sln"))) return dir.FullName;
+    }
+
+    throw new InvalidOperationException("run from a FarmPlugins checkout");
+}
+
+/// <summary>A LocalQueue in a temporary data directory with default timings; its agents are killed at the end.</summary>
+internal sealed class Farm : IAsyncDisposable
+{
+    private Farm(BaseFarmPlugin plugin, string dataDirectory)
+    {
+        Plugin = plugin;
+        DataDirectory = dataDirectory;
+    }
+
+    public BaseFarmPlugin Plugin { get; }
+
+    public string DataDirectory { get; }
+
+    public static async Task<Farm> StartAsync(Dictionary<string, string> settings)
+    {
+        // <root>/LocalQueue, so that FARM_DATA=<root> finds the same queue from ./farm.
+        var data = Path.Combine(Directory.CreateTempSubdirectory("lqbench").FullName, "LocalQueue");
+        Directory.CreateDirectory(data);
+        var plugin = new LocalQueuePlugin();
+        await plugin.InitializeAsync(new FarmPluginContext
+        {
+            PluginName = "LocalQueue",
+            LoggerFactory = NullLoggerFactory.Instance,
+            Settings = settings,
+            DataDirectory = data,
+        });
+        return new Farm(plugin, data);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var pid in LocalQueuePlugin.AgentProcessIds(DataDirectory))
+        {
+            try { Process.GetProcessById(pid).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
+        }
+
+        await Plugin.DisposeAsync();
+        try { Directory.Delete(Path.GetDirectoryName(DataDirectory)!, true); } catch (IOException) { }
+    }
+}
