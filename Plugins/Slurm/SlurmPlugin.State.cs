@@ -1,4 +1,3 @@
-using System.Globalization;
 using FarmApi;
 
 namespace FarmPlugins.Slurm;
@@ -16,24 +15,23 @@ public sealed partial class SlurmPlugin
     private async Task<JobView> ViewAsync(string jobId, CancellationToken cancellationToken)
     {
         var folder = FolderOf(jobId);
-        var record = JobRecords.Read(folder) ?? throw new JobNotFoundException(jobId, Name);
-        var view = Resolve(folder, record, await QuerySlurmAsync([record], cancellationToken).ConfigureAwait(false));
+        var look = new JobLook(folder, JobRecords.Read(folder) ?? throw new JobNotFoundException(jobId, Name));
+        var view = Resolve(look, await QuerySlurmAsync([look], cancellationToken).ConfigureAwait(false));
         return await SettleAsync(folder, view, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Asks Slurm about every array whose tasks the job folder cannot answer for alone; null when none.</summary>
-    private async Task<Dictionary<(string JobId, int Index), SlurmElement>?> QuerySlurmAsync(IEnumerable<JobRecord> records,
+    private async Task<Dictionary<(string JobId, int Index), SlurmElement>?> QuerySlurmAsync(IEnumerable<JobLook> looks,
         CancellationToken cancellationToken)
     {
         var ids = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var record in records)
+        foreach (var look in looks)
         {
-            var folder = new JobFolder(_options.SharedRoot, _options.NodeSharedRoot, record.JobId);
+            var record = look.Record;
             for (var ordinal = 0; ordinal < record.Tasks.Count; ordinal++)
             {
                 var task = record.Tasks[ordinal];
-                var array = ArrayOf(record, task.Run, ordinal);
-                if (task.Final is null && array?.SlurmJobId is { } id && !ExitIsFinal(folder, record, task, ordinal))
+                if (task.Final is null && look.ArrayOf(task.Run, ordinal)?.SlurmJobId is { } id && !ExitIsFinal(look, task, ordinal))
                 {
                     ids.Add(id);
                 }
@@ -43,31 +41,29 @@ public sealed partial class SlurmPlugin
         return ids.Count == 0 ? null : await _slurm.QueryAsync(ids, cancellationToken).ConfigureAwait(false);
     }
 
-    private static ArrayRecord? ArrayOf(JobRecord record, int run, int ordinal) =>
-        record.Runs.FirstOrDefault(r => r.Number == run)?.Arrays.FirstOrDefault(a => a.Ordinals.Contains(ordinal));
-
     /// <summary>Whether the exit code file is the task's last word: success, or a failure of its last attempt.</summary>
-    private static bool ExitIsFinal(JobFolder folder, JobRecord record, TaskRecord task, int ordinal)
+    private static bool ExitIsFinal(JobLook look, TaskRecord task, int ordinal)
     {
-        var exit = ReadExit(folder.ExitFile(task.Run, task.Spec.Id));
-        return exit.Code is 0 || (exit.Code is not null && ReadAttempt(folder.AttemptFile(task.Run, ordinal)).Attempts >= record.MaxAttempts);
+        var exit = look.Status.Exit(task.Run, task.Spec.Id);
+        return exit.Code is 0 || (exit.Code is not null && look.Status.Attempt(task.Run, ordinal).Attempts >= look.Record.MaxAttempts);
     }
 
     /// <summary>
     /// Works out every task's state from, in order: what the adapter decided (stop, a failed dependency), the exit
     /// code the task script wrote, and what Slurm says; then fails the waiting tasks whose dependencies failed.
     /// </summary>
-    private JobView Resolve(JobFolder folder, JobRecord record, Dictionary<(string JobId, int Index), SlurmElement>? elements)
+    private JobView Resolve(JobLook look, Dictionary<(string JobId, int Index), SlurmElement>? elements)
     {
+        var (folder, record) = (look.Folder, look.Record);
         var now = TimeProvider.GetUtcNow();
         var views = new TaskView[record.Tasks.Count];
         for (var ordinal = 0; ordinal < record.Tasks.Count; ordinal++)
         {
             var task = record.Tasks[ordinal];
-            var (attempts, attemptNode) = ReadAttempt(folder.AttemptFile(task.Run, ordinal));
-            var exit = ReadExit(folder.ExitFile(task.Run, task.Spec.Id));
-            var started = ReadStart(folder.StartFile(task.Run, task.Spec.Id));
-            var array = ArrayOf(record, task.Run, ordinal);
+            var (attempts, attemptNode) = look.Status.Attempt(task.Run, ordinal);
+            var exit = look.Status.Exit(task.Run, task.Spec.Id);
+            var started = look.Status.Start(task.Run, task.Spec.Id);
+            var array = look.ArrayOf(task.Run, ordinal);
             var index = array is null ? 0 : ordinal - (array.Chunk * record.MaxArraySize);
             var elementId = array?.SlurmJobId is { } arrayId ? arrayId + "_" + Text(index) : null;
             var totalAttempts = task.PriorAttempts + attempts;
@@ -87,6 +83,12 @@ public sealed partial class SlurmPlugin
 
             SlurmElement? element = null;
             elements?.TryGetValue((array.SlurmJobId, index), out element);
+            if (exit.Code is null && element is { IsActive: false })
+            {
+                // It may have written its exit code after the status folder was listed.
+                exit = look.Status.ExitNow(task.Run, task.Spec.Id);
+            }
+
             var exitFinal = exit.Code is 0 || (exit.Code is not null && attempts >= record.MaxAttempts);
             TaskView view;
             if (element is { IsActive: true } && !(exitFinal && element.State != "PENDING"))
@@ -250,49 +252,5 @@ public sealed partial class SlurmPlugin
                 tasks.Count(t => t.State == JobState.Failed)),
             record.SubmittedAt, started == default ? null : started, completed, record.RenderContextId, record.Submitter, view.Folder.JobLog,
             record.Labels, properties);
-    }
-
-    private static (int? Code, DateTimeOffset? At) ReadExit(string path)
-    {
-        try
-        {
-            var text = File.ReadAllText(path).Trim();
-            return int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var code)
-                ? (code, new DateTimeOffset(File.GetLastWriteTimeUtc(path), TimeSpan.Zero))
-                : (null, null);
-        }
-        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-        {
-            return (null, null);
-        }
-    }
-
-    private static DateTimeOffset? ReadStart(string path)
-    {
-        try
-        {
-            return long.TryParse(File.ReadAllText(path).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
-                ? DateTimeOffset.FromUnixTimeSeconds(seconds)
-                : null;
-        }
-        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-        {
-            return null;
-        }
-    }
-
-    private static (int Attempts, string? Node) ReadAttempt(string path)
-    {
-        try
-        {
-            var parts = File.ReadAllText(path).Trim().Split(' ', 2);
-            return int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var attempts)
-                ? (attempts, parts.Length > 1 ? parts[1] : null)
-                : (0, null);
-        }
-        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-        {
-            return (0, null);
-        }
     }
 }

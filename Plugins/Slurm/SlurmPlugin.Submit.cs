@@ -76,7 +76,8 @@ public sealed partial class SlurmPlugin
         {
             var record = JobRecords.Read(folder) ?? throw new JobNotFoundException(jobId, Name);
             var before = System.Text.Json.JsonSerializer.Serialize(record, JobRecords.Json);
-            var view = Resolve(folder, record, await QuerySlurmAsync([record], cancellationToken).ConfigureAwait(false));
+            var look = new JobLook(folder, record);
+            var view = Resolve(look, await QuerySlurmAsync([look], cancellationToken).ConfigureAwait(false));
             var selected = new SortedSet<int>();
             if (taskIds is not null)
             {

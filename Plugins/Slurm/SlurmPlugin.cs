@@ -133,11 +133,12 @@ public sealed partial class SlurmPlugin : BaseFarmPlugin
         }
 
         // One squeue for every job of the listing.
-        var elements = await QuerySlurmAsync(records.Select(r => r.Record), cancellationToken).ConfigureAwait(false);
+        var looks = records.Select(r => new JobLook(r.Folder, r.Record)).ToList();
+        var elements = await QuerySlurmAsync(looks, cancellationToken).ConfigureAwait(false);
         var jobs = new List<Job>();
-        foreach (var (folder, record) in records)
+        foreach (var look in looks)
         {
-            var view = await SettleAsync(folder, Resolve(folder, record, elements), cancellationToken).ConfigureAwait(false);
+            var view = await SettleAsync(look.Folder, Resolve(look, elements), cancellationToken).ConfigureAwait(false);
             if (query.State is null || view.State == query.State)
             {
                 jobs.Add(ToJob(view));
@@ -223,7 +224,8 @@ public sealed partial class SlurmPlugin : BaseFarmPlugin
         using (await JobRecords.LockAsync(folder, cancellationToken).ConfigureAwait(false))
         {
             var record = JobRecords.Read(folder) ?? throw new JobNotFoundException(jobId, Name);
-            var view = Resolve(folder, record, await QuerySlurmAsync([record], cancellationToken).ConfigureAwait(false));
+            var look = new JobLook(folder, record);
+            var view = Resolve(look, await QuerySlurmAsync([look], cancellationToken).ConfigureAwait(false));
             if (view.State.IsTerminal())
             {
                 return;
@@ -316,7 +318,11 @@ public sealed partial class SlurmPlugin : BaseFarmPlugin
             checks.Add(new FarmTestCheck("sinfo", sinfo.ExitCode == 0 && lines.Length > 0,
                 sinfo.ExitCode == 0 ? $"{lines.Length} partition lines" : sinfo.Error.Trim()));
             var partitions = lines.Select(l => l.Split('|')[0]).ToList();
-            if (_options.Partition is { } wanted)
+            if (sinfo.ExitCode != 0)
+            {
+                checks.Add(new FarmTestCheck("partition", false, "not checked: sinfo did not answer"));
+            }
+            else if (_options.Partition is { } wanted)
             {
                 var found = partitions.Any(p => p.TrimEnd('*') == wanted);
                 checks.Add(new FarmTestCheck("partition", found,
