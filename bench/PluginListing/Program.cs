@@ -79,21 +79,34 @@ try
 
         var rows = warmupOutput.Split('\n').Count(l => l.Contains("/Plugins/", StringComparison.Ordinal));
         var wall = new List<double>();
+        var cpu = new List<double>();
+        var rebuilt = 0;
         for (var run = 0; run < cliRuns; run++)
         {
+            var cpuBefore = ChildCpu.Milliseconds();
             var watch = Stopwatch.StartNew();
             var (code, output) = await RunAsync(farm, resources);
             watch.Stop();
-            if (code != 0 || output.Contains("farm: building", StringComparison.Ordinal))
+            var cpuUsed = ChildCpu.Milliseconds() - cpuBefore;
+            if (code != 0)
             {
-                Console.Error.WriteLine($"./farm plugins rebuilt or failed during the timed runs ({code}); run again on a quiet tree:\n{output}");
+                Console.Error.WriteLine($"./farm plugins failed ({code}):\n{output}");
                 return 1;
             }
 
+            if (output.Contains("farm: building", StringComparison.Ordinal) && rebuilt++ < 5)
+            {
+                run--; // a source changed under us (others work in this tree): that call built, it does not count
+                continue;
+            }
+
             wall.Add(watch.Elapsed.TotalMilliseconds);
+            cpu.Add(cpuUsed);
         }
 
         Console.WriteLine($"| `./farm plugins` wall time, up-to-date build, {rows} rows ({count} bench + the repository's own), median of {cliRuns} | {Median(wall):0} ms (min {wall.Min():0} ms, max {wall.Max():0} ms) | < 400 ms |");
+        Console.WriteLine($"| same, CPU time (user + sys of the launcher, `find` and `dotnet`), median of {cliRuns} | {Median(cpu):0} ms (min {cpu.Min():0} ms) | |");
+        Console.WriteLine($"| load average while it ran (1 min, 2 cores); calls that rebuilt, not counted | {File.ReadAllText("/proc/loadavg").Split(' ')[0]}; {rebuilt} | |");
     }
 
     return 0;
