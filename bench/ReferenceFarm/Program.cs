@@ -51,7 +51,9 @@ try
     rows.Add(("dispatch, 5,000 `true` tasks, 2 agents", $"{farmRate:0} tasks/s ({watch.Elapsed.TotalSeconds:0.00} s)", "≥ 500 tasks/s"));
     rows.Add(("`seq 5000 | xargs -P 2 -I{} true` (same run)", $"{xargsRate:0} tasks/s ({xargs.Elapsed.TotalSeconds:0.00} s)", ""));
     rows.Add(("ReferenceFarm / xargs", $"{farmRate / xargsRate:0.00}×", "≥ 0.5×"));
-    rows.Add(("LocalQueue (same run)", "not measured: Plugins/LocalQueue had no plug-in when this ran", ""));
+    var lqRate = await LocalQueueDispatchAsync();
+    rows.Add(("LocalQueue, same 5,000 tasks, its 2 agents (same run)", $"{lqRate:0} tasks/s", ""));
+    rows.Add(("ReferenceFarm / LocalQueue", $"{farmRate / lqRate:0.00}×", ""));
 
     Ceiling:
     // ---- the server's own ceiling: 2 simulated agents (lease + report in one call per task, no process started)
@@ -257,6 +259,33 @@ async Task WarmUpAsync(BaseFarmPlugin plugin)
     for (var i = 0; i < 20; i++)
     {
         await plugin.GetJobsAsync();
+    }
+}
+
+async Task<double> LocalQueueDispatchAsync()
+{
+    // LocalQueue's agents are detached processes that exit after IdleSeconds without work.
+    var agentAssembly = Path.Combine(root, "Plugins", "LocalQueue", "bin", configuration, "net10.0", "FarmPlugins.LocalQueue.dll");
+    var localQueue = new FarmPlugins.LocalQueue.LocalQueuePlugin();
+    await localQueue.InitializeAsync(new FarmPluginContext
+    {
+        PluginName = "LocalQueue", LoggerFactory = NullLoggerFactory.Instance, DataDirectory = Path.Combine(temp, "localqueue"),
+        Settings = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase) { ["Agents"] = "2", ["IdleSeconds"] = "5", ["AgentAssembly"] = agentAssembly },
+    });
+    await using (localQueue)
+    {
+        async Task<string> SubmitLocalAsync(string name, IReadOnlyList<TaskSpec> localTasks)
+        {
+            var context = new RenderContext(Guid.NewGuid(), RenderType.Disk, name);
+            var folder = await localQueue.CreateTemporaryFolderAsync(context);
+            return await localQueue.SubmitJobAsync(new JobRequest { Context = context, Name = name, Tasks = localTasks, TemporaryFolder = folder, MaxAttempts = 1 });
+        }
+
+        // Its agents start on the first submit: warm them up first, as the ReferenceFarm's agents are.
+        await WaitAsync(localQueue, await SubmitLocalAsync("warm-up", [new TaskSpec("w", [new Command("true", [])])]));
+        var localWatch = Stopwatch.StartNew();
+        await WaitAsync(localQueue, await SubmitLocalAsync("dispatch", Enumerable.Range(0, 5000).Select(i => new TaskSpec($"t{i:0000}", [new Command("true", [])])).ToList()));
+        return 5000 / localWatch.Elapsed.TotalSeconds;
     }
 }
 
