@@ -116,6 +116,24 @@ public sealed class LoadingTests : HostingTestBase
     }
 
     [Fact]
+    public async Task InitializerThatThrows_FailsTheLoadWithItsReason_WithoutTheSecret()
+    {
+        var resources = NewResources();
+        var path = resources.Add("GoodFarm");
+        var manager = NewManager(resources);
+        const string token = "tok-5e1f0c77a9";
+        var overrides = new Dictionary<string, string> { ["ApiUrl"] = "https://farm.example", ["ApiToken"] = token, ["FailInitialize"] = "expired" };
+
+        var failure = await Assert.ThrowsAsync<FarmPluginLoadException>(() => manager.LoadAsync("Good Farm", overrides));
+
+        Assert.Equal(path, failure.Path);
+        Assert.Equal("plug-in 'Good Farm' failed to initialize: Good Farm: initialization failed: https://farm.example refused token ***: expired", failure.Reason);
+        Assert.DoesNotContain(token, failure.ToString());
+        Assert.DoesNotContain(Logs.Collector.GetSnapshot(), r => r.Message.Contains(token, StringComparison.Ordinal));
+        Assert.NotNull(await LoadAsync(manager, "Good Farm")); // the same plug-in, without the failing setting
+    }
+
+    [Fact]
     public async Task FileNamedLikeAnAssembly_ThatIsNot_IsBroken_AndTheOthersStillLoad()
     {
         var resources = NewResources();

@@ -55,7 +55,7 @@ public sealed class SettingsTests : HostingTestBase
         // Declared settings keep their declared spelling; the secret is masked; where each came from is shown.
         Assert.Equal(
             [("ApiUrl", "https://farm.example:8443", "FARM_GOOD_FARM_APIURL"), ("Pool", "gpu", "farm_good_farm_pool"),
-             ("ApiToken", "***", "FARM_GOOD_FARM_APITOKEN"), ("EXTRA_KEY", "undeclared", "FARM_GOOD_FARM_EXTRA_KEY")],
+             ("ApiToken", "***", "FARM_GOOD_FARM_APITOKEN"), ("FailInitialize", "", "default"), ("EXTRA_KEY", "undeclared", "FARM_GOOD_FARM_EXTRA_KEY")],
             effective.Select(s => (s.Key, s.Value, s.Source)));
         Assert.True(effective.Single(s => s.Key == "ApiToken").IsSecret);
     }
@@ -69,7 +69,7 @@ public sealed class SettingsTests : HostingTestBase
 
         var effective = await manager.GetEffectiveSettingsAsync("Good Farm");
 
-        Assert.Equal([("ApiUrl", "", "default"), ("Pool", "default", "default"), ("ApiToken", "", "default")],
+        Assert.Equal([("ApiUrl", "", "default"), ("Pool", "default", "default"), ("ApiToken", "", "default"), ("FailInitialize", "", "default")],
             effective.Select(s => (s.Key, s.Value, s.Source)));
     }
 

@@ -13,5 +13,14 @@ public sealed class GoodFarmPlugin : InMemoryFarm
         new("ApiUrl", "Where the farm listens."),
         new("Pool", "The pool jobs go to.", DefaultValue: "default"),
         new("ApiToken", "The farm's access token.", IsSecret: true),
+        new("FailInitialize", "When set, initialization fails with this reason (and, carelessly, the token)."),
     ];
+
+    protected override ValueTask InitializeCoreAsync(CancellationToken cancellationToken)
+    {
+        var reason = Context.GetSetting("FailInitialize");
+        return reason is null
+            ? ValueTask.CompletedTask
+            : throw new InvalidOperationException($"{Context.GetSetting("ApiUrl")} refused token {Context.GetSetting("ApiToken")}: {reason}");
+    }
 }
