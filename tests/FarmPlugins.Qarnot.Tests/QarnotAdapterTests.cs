@@ -236,6 +236,45 @@ public sealed class QarnotAdapterTests(QarnotFixture fixture) : IDisposable
     }
 
     [ComponentFact(Components.S3)]
+    public async Task LevelsLargerThanMaxInstances_AreSplit_AndTheMergeWaitsForEveryPart()
+    {
+        await using var plugin = await fixture.NewPluginAsync(configure: s => s["MaxInstances"] = "2");
+        var tiles = Enumerable.Range(0, 5).Select(i => Sh($"tile{i}", $"sleep 0.{i}; echo {i} > t{i}.txt", outputs: [$"t{i}.txt"])).ToList();
+        var merge = Sh("merge", "cat t0.txt t1.txt t2.txt t3.txt t4.txt > all.txt", [.. tiles.Select(t => t.Id)], ["all.txt"]);
+        var (jobId, context, _) = await SubmitAsync(plugin, [.. tiles, merge]);
+
+        Assert.Equal(JobState.Completed, (await WaitTerminalAsync(fixture, jobId)).State);
+        var parts = fixture.Emulator.Tasks.Where(t => t.Tags.Contains(QarnotPlugin.ContextTag(context.Id))).ToList();
+        Assert.Equal([[0, 1], [2, 3], [4], [5]], parts.Select(p => p.Instances));
+        Assert.Equal(3, parts[3].DependsOn.Count);
+        var expected = Encoding.ASCII.GetBytes("0\n1\n2\n3\n4\n");
+        await ReadObjectAsync(fixture, $"farmtests-results-{context.Id:N}", "all.txt", expected.Length, Sha256(expected));
+    }
+
+    [ComponentFact(Components.S3)]
+    public async Task TaskTimeout_KillsTheInstance_AndFailsTheTask()
+    {
+        await using var plugin = await fixture.NewPluginAsync();
+        var context = RenderContext.Create("timeout");
+        var folder = await plugin.CreateTemporaryFolderAsync(context);
+        var jobId = await plugin.SubmitJobAsync(new JobRequest
+        {
+            Context = context,
+            Name = "timeout",
+            TemporaryFolder = folder,
+            MaxAttempts = 1,
+            Tasks = [new TaskSpec("slow", [Command.Of("/bin/sh", "-c", "sleep 30")], Timeout: TimeSpan.FromSeconds(1))],
+        });
+
+        var job = await WaitTerminalAsync(fixture, jobId);
+
+        Assert.Equal(JobState.Failed, job.State);
+        Assert.True(job.CompletedAt - job.SubmittedAt < TimeSpan.FromSeconds(20), $"ended {job.CompletedAt - job.SubmittedAt} after submission");
+        Assert.Equal(124, (await plugin.GetTasksAsync(jobId)).Single().ExitCode);
+        Assert.Contains("timed out", (await plugin.ReadRenderLogAsync(jobId, 0)).Text, StringComparison.Ordinal);
+    }
+
+    [ComponentFact(Components.S3)]
     public async Task Emulator_IsStrictWhereQarnotIs()
     {
         using var http = new HttpClient { BaseAddress = fixture.Emulator.Url };
