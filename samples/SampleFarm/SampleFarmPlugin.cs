@@ -122,7 +122,8 @@ public sealed class SampleFarmPlugin : BaseFarmPlugin
         stream.Seek(Math.Min(offset, stream.Length), SeekOrigin.Begin);
         var bytes = new byte[stream.Length - stream.Position];
         await stream.ReadExactlyAsync(bytes, cancellationToken).ConfigureAwait(false);
-        return new LogChunk(Encoding.UTF8.GetString(bytes), stream.Position, state.State.IsTerminal());
+        var whole = CompleteUtf8Length(bytes); // never hand back half a character: the next read starts there
+        return new LogChunk(Encoding.UTF8.GetString(bytes, 0, whole), Math.Min(offset, stream.Length) + whole, state.State.IsTerminal() && whole == bytes.Length);
     }
 
     /// <summary>Stops the tasks this instance runs.</summary>
@@ -231,6 +232,24 @@ public sealed class SampleFarmPlugin : BaseFarmPlugin
         }
 
         return 0;
+    }
+
+    private static int CompleteUtf8Length(byte[] bytes)
+    {
+        // Walk back over continuation bytes to the last lead byte; keep it only if its sequence is complete.
+        var lead = bytes.Length - 1;
+        while (lead >= 0 && bytes.Length - lead < 4 && (bytes[lead] & 0xC0) == 0x80)
+        {
+            lead--;
+        }
+
+        if (lead < 0 || bytes[lead] < 0x80)
+        {
+            return bytes.Length;
+        }
+
+        var needed = bytes[lead] >= 0xF0 ? 4 : bytes[lead] >= 0xE0 ? 3 : 2;
+        return bytes.Length - lead >= needed ? bytes.Length : lead;
     }
 
     private string JobsRoot => Context.GetSetting("JobsFolder") ?? Path.Combine(Context.DataDirectory, "jobs");
