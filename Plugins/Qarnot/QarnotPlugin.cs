@@ -52,6 +52,12 @@ public sealed class QarnotPlugin : BaseFarmPlugin
         {
             Log.ConnectDeferred(Logger, ex.Message);
         }
+        catch
+        {
+            // A refused token ends the initialization: the host never disposes a plug-in that did not initialize.
+            _api.Dispose();
+            throw;
+        }
     }
 
     /// <inheritdoc />
