@@ -7,6 +7,9 @@ namespace FarmPlugins.Slurm;
 public sealed partial class SlurmPlugin
 {
     // Request settings a job may override, and the sbatch option each becomes.
+    // sbatch processes run at once while submitting a job of many arrays (the controller serializes them anyway).
+    private const int SubmitConcurrency = 4;
+
     private static readonly (string Setting, string Option)[] JobSettings =
     [
         ("Partition", "--partition"), ("Account", "--account"), ("Qos", "--qos"), ("TimeLimit", "--time"),
@@ -148,30 +151,107 @@ public sealed partial class SlurmPlugin
         }
     }
 
-    /// <summary>Submits the arrays of a run that have no Slurm id yet, dependencies first, recording each id at once.</summary>
+    /// <summary>
+    /// Submits the arrays of a run that have no Slurm id yet: several sbatch at once, each array only after those it
+    /// waits for; the record is rewritten at most every half second (an array submitted but not yet written down is
+    /// found again by its comment when the submission is resumed).
+    /// </summary>
     private async Task SubmitArraysAsync(JobFolder folder, JobRecord record, int runNumber, bool adopt, CancellationToken cancellationToken)
     {
         var run = record.Run(runNumber);
-        Dictionary<string, string>? submitted = null;
-        foreach (var array in run.Arrays.Where(a => a.SlurmJobId is null))
+        var arrayOf = new Dictionary<int, ArrayRecord>();
+        foreach (var array in run.Arrays)
         {
-            var comment = Comment(record, run, array);
-            if (adopt)
+            foreach (var ordinal in array.Ordinals)
             {
-                // An earlier process may have crashed between sbatch and writing the id down: find it by its comment.
-                submitted ??= await FindByCommentAsync(record.JobId, cancellationToken).ConfigureAwait(false);
+                arrayOf[ordinal] = array;
+            }
+        }
+
+        var submitted = adopt && run.Arrays.Any(a => a.SlurmJobId is null)
+            ? await FindByCommentAsync(record.JobId, cancellationToken).ConfigureAwait(false)
+            : [];
+        var gate = new object();
+        var inFlight = new Dictionary<ArrayRecord, Task>();
+        var lastWrite = System.Diagnostics.Stopwatch.StartNew();
+        using var slots = new SemaphoreSlim(SubmitConcurrency);
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        void WriteRecord()
+        {
+            lock (gate)
+            {
+                JobRecords.Write(folder, record);
+            }
+
+            lastWrite.Restart();
+        }
+
+        try
+        {
+            foreach (var array in run.Arrays.Where(a => a.SlurmJobId is null))
+            {
+                var comment = Comment(record, run, array);
                 if (submitted.TryGetValue(comment, out var found))
                 {
                     array.SlurmJobId = found;
-                    JobRecords.Write(folder, record);
                     Log.ArrayAdopted(Logger, record.JobId, run.Number, array.Key, found);
                     continue;
                 }
-            }
 
-            array.SlurmJobId = await _slurm.SubmitAsync(SbatchArguments(folder, record, run, array, comment), cancellationToken).ConfigureAwait(false);
-            JobRecords.Write(folder, record);
-            Log.ArraySubmitted(Logger, record.JobId, run.Number, array.Key, array.SlurmJobId, array.Ordinals.Count);
+                var waitsFor = array.DependsOn.Select(o => arrayOf[o]).Distinct().Where(inFlight.ContainsKey).Select(a => inFlight[a]).ToList();
+                await Task.WhenAll(waitsFor).ConfigureAwait(false);
+                await slots.WaitAsync(failed.Token).ConfigureAwait(false);
+                List<string> arguments;
+                lock (gate)
+                {
+                    arguments = SbatchArguments(folder, record, run, array, comment);
+                }
+
+                inFlight[array] = Task.Run(async () =>
+                {
+                    try
+                    {
+                        var id = await _slurm.SubmitAsync(arguments, failed.Token).ConfigureAwait(false);
+                        lock (gate)
+                        {
+                            array.SlurmJobId = id;
+                        }
+
+                        Log.ArraySubmitted(Logger, record.JobId, run.Number, array.Key, id, array.Ordinals.Count);
+                    }
+                    catch
+                    {
+                        await failed.CancelAsync().ConfigureAwait(false);
+                        throw;
+                    }
+                    finally
+                    {
+                        slots.Release();
+                    }
+                }, CancellationToken.None);
+                if (lastWrite.Elapsed > TimeSpan.FromMilliseconds(500))
+                {
+                    WriteRecord();
+                }
+            }
+        }
+        catch (Exception ex) when (failed.IsCancellationRequested && !cancellationToken.IsCancellationRequested
+            && (ex is OperationCanceledException || inFlight.Values.Any(t => t.IsFaulted)))
+        {
+            // An sbatch failed: stop starting others; its own error is reported below.
+        }
+        finally
+        {
+            // Every sbatch started is waited for, so a rollback sees every id Slurm gave.
+            await Task.WhenAll(inFlight.Values).ContinueWith(_ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default)
+                .ConfigureAwait(false);
+        }
+
+        var failures = inFlight.Values.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException!).ToList();
+        WriteRecord();
+        if (failures.Count > 0)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failures.FirstOrDefault(e => e is not OperationCanceledException) ?? failures[0]).Throw();
         }
     }
 

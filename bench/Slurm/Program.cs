@@ -10,7 +10,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 // The Slurm leg of the dispatch benchmark: the same 200 no-op tasks through Slurm (one array job), LocalQueue,
 // ReferenceFarm and `xargs -P 2` in one run, plus submit-to-start latency. Prints a markdown table.
-const int TaskCount = 200;
+var TaskCount = args.Contains("--quick") ? 20 : 200;
 var configuration = args.Contains("--debug") ? "Debug" : "Release";
 var root = FindRoot();
 var temp = new TempDir("slurm-bench");
@@ -65,6 +65,28 @@ try
     }
 
     rows.Add(("raw `sbatch --wrap='date +%s%N'`: submit → start (median of 10)", $"{Median(rawLatency):0} ms (min {rawLatency.Min():0}, max {rawLatency.Max():0})"));
+    // A big job, held so nothing runs: what submitting and looking at it costs.
+    var big = Enumerable.Range(0, 5000).Select(i => new TaskSpec($"f{i:0000}", [new Command("/bin/true", [])],
+        i % 5 == 4 ? [$"f{i - 4:0000}", $"f{i - 3:0000}", $"f{i - 2:0000}", $"f{i - 1:0000}"] : null)).ToList();
+    var held = await SlurmAsync(cluster, "--hold");
+    var bigRequest = await RequestAsync(held, "big", big);
+    var submitWatch = Stopwatch.StartNew();
+    var bigId = await held.SubmitJobAsync(bigRequest);
+    var bigSubmit = submitWatch.Elapsed;
+    var bigJob = await held.GetJobAsync(bigId);
+    rows.Add(("SubmitJobAsync, 5,000 tasks (4,000 tiles + 1,000 merges, held)",
+        $"{bigSubmit.TotalMilliseconds:0} ms ({bigJob.Properties!["slurmJobIds"].Split(',').Length} array jobs)"));
+    var looks = new List<double>();
+    for (var i = 0; i < 5; i++)
+    {
+        var lookWatch = Stopwatch.StartNew();
+        await held.GetJobAsync(bigId);
+        looks.Add(lookWatch.Elapsed.TotalMilliseconds);
+    }
+
+    rows.Add(("GetJobAsync on it (median of 5; squeue lists 5,000 pending elements)", $"{Median(looks):0} ms"));
+    await cluster.RunAsync("scancel", bigJob.Properties["slurmJobIds"].Split(','));
+    await held.DisposeAsync();
     await slurm.DisposeAsync();
     await cluster.DisposeAsync();
     cluster = null;
@@ -148,19 +170,23 @@ foreach (var (figure, value) in rows)
 
 return 0;
 
-async Task<SlurmPlugin> SlurmAsync(SlurmCluster slurmCluster)
+async Task<SlurmPlugin> SlurmAsync(SlurmCluster slurmCluster, string? extraArgs = null)
 {
     var plugin = new SlurmPlugin();
     await plugin.InitializeAsync(new FarmPluginContext
     {
         PluginName = "Slurm", LoggerFactory = NullLoggerFactory.Instance, DataDirectory = temp.Combine("slurm-workstation"),
-        Settings = new Dictionary<string, string> { ["SharedRoot"] = temp.Combine("shared"), ["SlurmConf"] = slurmCluster.ConfFile },
+        Settings = new Dictionary<string, string>
+        {
+            ["SharedRoot"] = temp.Combine("shared"), ["SlurmConf"] = slurmCluster.ConfFile, ["ExtraArgs"] = extraArgs ?? string.Empty,
+        },
     });
     return plugin;
 }
 
-async Task<(TimeSpan Elapsed, double Rate)> DispatchAsync(BaseFarmPlugin plugin, string name, TimeSpan poll, int count = TaskCount)
+async Task<(TimeSpan Elapsed, double Rate)> DispatchAsync(BaseFarmPlugin plugin, string name, TimeSpan poll, int? limit = null)
 {
+    var count = limit ?? TaskCount;
     var watch = Stopwatch.StartNew();
     var jobId = await plugin.SubmitJobAsync(await RequestAsync(plugin, name, noOps.Take(count).ToList()));
     await WaitAsync(plugin, jobId, poll);

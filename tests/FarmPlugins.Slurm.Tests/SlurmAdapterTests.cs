@@ -324,6 +324,29 @@ public sealed class SlurmAdapterTests(SlurmFixture fixture) : IDisposable
     }
 
     [ComponentFact(Components.Slurm)]
+    public async Task ARefusedSubmission_LeavesNoJob_AndTheSameRenderCanBeSubmittedAgain()
+    {
+        var plugin = await fixture.NewPluginAsync();
+        var context = RenderContext.Create("refused");
+        var folder = await plugin.CreateTemporaryFolderAsync(context);
+        var tasks = Enumerable.Range(0, 10).Select(i => Sh($"t{i}", "true")).Append(Sh("after", "true", ["t0"])).ToList();
+        var request = new JobRequest
+        {
+            Context = context, Name = "refused", TemporaryFolder = folder, Tasks = tasks, MaxAttempts = 1,
+            Settings = new Dictionary<string, string> { ["Partition"] = "no-such-partition" },
+        };
+
+        var error = await Assert.ThrowsAsync<FarmPluginException>(() => plugin.SubmitJobAsync(request));
+
+        Assert.Contains("Invalid partition", error.Message, StringComparison.OrdinalIgnoreCase);
+        Assert.Empty(await plugin.GetJobsAsync(new JobQuery(RenderContextId: context.Id)));
+        var (_, comments, _) = await fixture.Cluster.RunAsync("squeue", "-h", "-t", "all", "-o", "%k");
+        Assert.DoesNotContain(context.Id.ToString("D"), comments, StringComparison.Ordinal);
+        var jobId = await plugin.SubmitJobAsync(request with { Settings = new Dictionary<string, string>() });
+        Assert.Equal(JobState.Completed, (await WaitTerminalAsync(jobId)).State);
+    }
+
+    [ComponentFact(Components.Slurm)]
     public async Task UnknownJobIds_AreNotFound_AndLeaveNoFolderBehind()
     {
         var plugin = await fixture.NewPluginAsync();
