@@ -481,85 +481,145 @@ public sealed class AgentWorker : BackgroundService
                 return (1, -1, $"command {i + 1}: could not start '{command.Executable}': not found (no such file, or not on PATH)");
             }
 
-            var info = new ProcessStartInfo
+            var (exitCode, startError) = SpawnedProcess.IsSupported
+                ? await RunSpawnedAsync(executable, command, environment, folder, lease, output, any.Token).ConfigureAwait(false)
+                : await RunWithSetsidAsync(executable, command, environment, folder, lease, output, any.Token).ConfigureAwait(false);
+            if (startError is not null)
             {
-                WorkingDirectory = folder, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = false,
-            };
-            if (TaskProcesses.Setsid is { } setsid)
-            {
-                // A session of its own: the agent's signals never reach the task, and the whole group can be killed.
-                info.FileName = setsid;
-                info.ArgumentList.Add("--wait");
-                info.ArgumentList.Add(executable);
-            }
-            else
-            {
-                info.FileName = executable;
+                return (1, -1, $"command {i + 1}: could not start '{command.Executable}': {startError}");
             }
 
-            foreach (var argument in command.Arguments)
+            if (held.Cancel.IsCancellationRequested)
             {
-                info.ArgumentList.Add(argument);
+                return (1, -1, "stopped by the server");
             }
 
-            foreach (var pair in environment)
+            if (timeout.IsCancellationRequested)
             {
-                info.Environment[pair.Key] = pair.Value;
+                return (1, -1, $"timed out after {lease.TimeoutMs} ms; the process tree was killed");
             }
 
-            Process process;
-            try
+            if (_drainKill.IsCancellationRequested)
             {
-                process = Process.Start(info) ?? throw new InvalidOperationException("no process");
-            }
-            catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException)
-            {
-                return (1, -1, $"command {i + 1}: could not start '{command.Executable}': {ex.Message}");
+                return (2, -1, "interrupted: the agent is stopping");
             }
 
-            using (process)
+            if (exitCode != 0)
             {
-                _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, process.Id, TaskProcesses.StartTime(process.Id) ?? 0));
-                var stdout = PumpAsync(process.StandardOutput, output);
-                var stderr = PumpAsync(process.StandardError, output);
-                try
-                {
-                    await process.WaitForExitAsync(any.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                    // Kill the whole group and tree before the task is released.
-                    KillTask(process);
-                    await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
-                }
-
-                // Whatever the command left running in its group (a stray background job) ends with it, and cannot hold the
-                // output pipes open forever.
-                TaskProcesses.KillGroup(process.Id);
-                await Task.WhenAny(Task.WhenAll(stdout, stderr), Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
-                if (held.Cancel.IsCancellationRequested)
-                {
-                    return (1, -1, "stopped by the server");
-                }
-
-                if (timeout.IsCancellationRequested)
-                {
-                    return (1, -1, $"timed out after {lease.TimeoutMs} ms; the process tree was killed");
-                }
-
-                if (_drainKill.IsCancellationRequested)
-                {
-                    return (2, -1, "interrupted: the agent is stopping");
-                }
-
-                if (process.ExitCode != 0)
-                {
-                    return (1, process.ExitCode, $"command {i + 1} ({command.Executable}) exited with {TaskProcesses.DescribeExit(process.ExitCode)}");
-                }
+                return (1, exitCode, $"command {i + 1} ({command.Executable}) exited with {TaskProcesses.DescribeExit(exitCode)}");
             }
         }
 
         return (0, 0, string.Empty);
+    }
+
+    private async Task<(int ExitCode, string? StartError)> RunSpawnedAsync(string executable, Protocol.Command command, Dictionary<string, string> environment,
+        string folder, LeaseReply lease, OutputBuffer output, CancellationToken cancellationToken)
+    {
+        SpawnedProcess process;
+        try
+        {
+            process = SpawnedProcess.Start(executable, command.Arguments, FullEnvironment(environment), folder);
+        }
+        catch (IOException ex)
+        {
+            return (-1, ex.Message);
+        }
+
+        _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, process.Pid, TaskProcesses.StartTime(process.Pid) ?? 0));
+        var pump = process.PumpAsync(output.Append);
+        try
+        {
+            await process.Exited.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Kill the whole group before the task is released.
+            process.KillGroup();
+        }
+
+        var exitCode = await process.Exited.ConfigureAwait(false);
+        // Whatever the command left running in its group (a stray background job) ends with it, and cannot hold the output pipe
+        // open forever.
+        process.KillGroup();
+        await Task.WhenAny(pump, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        return (exitCode, null);
+    }
+
+    private Dictionary<string, string> FullEnvironment(Dictionary<string, string> task)
+    {
+        // The agent's own environment (its token already removed), then the job's and the farm's variables.
+        var all = new Dictionary<string, string>(_baseEnvironment.Value, StringComparer.Ordinal);
+        foreach (var pair in task)
+        {
+            all[pair.Key] = pair.Value;
+        }
+
+        return all;
+    }
+
+    private readonly Lazy<Dictionary<string, string>> _baseEnvironment = new(() =>
+        Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+            .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? string.Empty, StringComparer.Ordinal));
+
+    private async Task<(int ExitCode, string? StartError)> RunWithSetsidAsync(string executable, Protocol.Command command, Dictionary<string, string> environment,
+        string folder, LeaseReply lease, OutputBuffer output, CancellationToken cancellationToken)
+    {
+        var info = new ProcessStartInfo
+        {
+            WorkingDirectory = folder, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = false,
+        };
+        if (TaskProcesses.Setsid is { } setsid)
+        {
+            // A session of its own: the agent's signals never reach the task, and the whole group can be killed.
+            info.FileName = setsid;
+            info.ArgumentList.Add("--wait");
+            info.ArgumentList.Add(executable);
+        }
+        else
+        {
+            info.FileName = executable;
+        }
+
+        foreach (var argument in command.Arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        foreach (var pair in environment)
+        {
+            info.Environment[pair.Key] = pair.Value;
+        }
+
+        Process process;
+        try
+        {
+            process = Process.Start(info) ?? throw new InvalidOperationException("no process");
+        }
+        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException)
+        {
+            return (-1, ex.Message);
+        }
+
+        using (process)
+        {
+            _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, process.Id, TaskProcesses.StartTime(process.Id) ?? 0));
+            var stdout = PumpAsync(process.StandardOutput, output);
+            var stderr = PumpAsync(process.StandardError, output);
+            try
+            {
+                await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                KillTask(process);
+                await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+
+            TaskProcesses.KillGroup(process.Id);
+            await Task.WhenAny(Task.WhenAll(stdout, stderr), Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+            return (process.ExitCode, null);
+        }
     }
 
     private static void KillTask(Process process)

@@ -51,6 +51,16 @@ try
     rows.Add(("dispatch, 5,000 `true` tasks, 2 agents", $"{farmRate:0} tasks/s ({watch.Elapsed.TotalSeconds:0.00} s)", "≥ 500 tasks/s"));
     rows.Add(("`seq 5000 | xargs -P 2 -I{} true` (same run)", $"{xargsRate:0} tasks/s ({xargs.Elapsed.TotalSeconds:0.00} s)", ""));
     rows.Add(("ReferenceFarm / xargs", $"{farmRate / xargsRate:0.00}×", "≥ 0.5×"));
+    if (args.Contains("--dispatch-only"))
+    {
+        foreach (var row in rows)
+        {
+            Console.WriteLine(row);
+        }
+
+        return 0;
+    }
+
     var lqRate = await LocalQueueDispatchAsync();
     rows.Add(("LocalQueue, same 5,000 tasks, its 2 agents (same run)", $"{lqRate:0} tasks/s", ""));
     rows.Add(("ReferenceFarm / LocalQueue", $"{farmRate / lqRate:0.00}×", ""));

@@ -162,11 +162,21 @@ public sealed class SecurityTests
             ["--server", farm.Address, "--name", "env", "--hosts", "command", "--work", farm.Temp.Combine("agents", "env"), "--heartbeat-ms", "300", "--poll-ms", "1000"],
             new Dictionary<string, string> { ["FARM_AGENT_TOKEN"] = agentToken });
         var plugin = await farm.CreatePluginAsync();
-        var jobId = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "env", [Jobs.Shell("t", "env; cat /proc/$PPID/cmdline | tr '\\0' ' '")]));
+        var jobId = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "env", [Jobs.Shell("t", "env; cat /proc/$PPID/cmdline | tr '\\0' ' '; grep -E '^Sig(Ign|Blk)' /proc/self/status; echo \"session $(ps -o sid= -p $$ | tr -d ' ') group $(ps -o pgid= -p $$ | tr -d ' ') pid $$\"")]));
         var job = await Jobs.WaitTerminalAsync(plugin, jobId, TimeSpan.FromSeconds(60));
         Assert.True(job.State == JobState.Completed, farm.Diagnostics());
         var log = (await plugin.ReadTaskLogAsync(jobId, "t", 0)).Text;
         Assert.Contains("FARM_TASK_ID=t", log);
+        Assert.Contains("PATH=", log);
+        // No standard signal ignored or blocked (the runtime ignores SIGPIPE, and ignored signals survive exec; glibc keeps its
+        // internal 32 and 33 to itself), and a session and process group of its own.
+        var ignored = Convert.ToUInt64(System.Text.RegularExpressions.Regex.Match(log, @"SigIgn:\s+([0-9a-f]+)").Groups[1].Value, 16);
+        Assert.Equal(0UL, ignored & 0x7fffffffUL);
+        Assert.Contains("SigBlk:\t0000000000000000", log);
+        var ids = System.Text.RegularExpressions.Regex.Match(log, @"session (\d+) group (\d+) pid (\d+)");
+        Assert.True(ids.Success, log);
+        Assert.Equal(ids.Groups[3].Value, ids.Groups[1].Value);
+        Assert.Equal(ids.Groups[3].Value, ids.Groups[2].Value);
         Assert.DoesNotContain(agentToken, log);
         Assert.DoesNotContain(agentToken, farm.Diagnostics());
     }
