@@ -347,6 +347,24 @@ public sealed class SlurmAdapterTests(SlurmFixture fixture) : IDisposable
     }
 
     [ComponentFact(Components.Slurm)]
+    public async Task NodesMountingSharedRootElsewhere_RunInTheirOwnPaths()
+    {
+        // The "nodes" reach the shared folder through another path (a link here, another mount point on a real cluster).
+        var nodeView = _scratch.Combine("node-view");
+        Directory.CreateSymbolicLink(nodeView, fixture.SharedRoot);
+        var (jobId, folder) = await SubmitAsync([Sh("where", "pwd; echo hi > out.txt", outputs: ["out.txt"])], "node-root",
+            configure: s => s["NodeSharedRoot"] = nodeView);
+
+        var job = await WaitTerminalAsync(jobId);
+
+        Assert.Equal(JobState.Completed, job.State);
+        Assert.Contains($"[where] {nodeView}/{jobId}", await LogAsync(jobId), StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(folder, "out.txt")));
+        var (_, workDir, _) = await fixture.Cluster.RunAsync("squeue", "-h", "-t", "all", "-o", "%Z", "-j", job.Properties!["slurmJobIds"]);
+        Assert.Equal($"{nodeView}/{jobId}", workDir.Trim());
+    }
+
+    [ComponentFact(Components.Slurm)]
     public async Task UnknownJobIds_AreNotFound_AndLeaveNoFolderBehind()
     {
         var plugin = await fixture.NewPluginAsync();
