@@ -48,17 +48,17 @@ public sealed partial class FileBlobStore
     public async Task<string> AddFileAsync(string sourcePath, string? knownHash = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(sourcePath);
-        var hash = knownHash ?? await ContentHash.ComputeFileAsync(sourcePath, cancellationToken).ConfigureAwait(false);
-        if (Contains(hash))
+        if (knownHash is not null && Contains(knownHash))
         {
-            return hash;
+            return knownHash;
         }
 
+        // An unknown hash is computed while the file is copied in: one read of the file, not two.
         var source = new FileStream(sourcePath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete,
-            1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            1, FileOptions.SequentialScan);
         await using (source.ConfigureAwait(false))
         {
-            return await AddStreamAsync(source, hash, cancellationToken).ConfigureAwait(false);
+            return await AddStreamAsync(source, knownHash, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -80,11 +80,12 @@ public sealed partial class FileBlobStore
         try
         {
             string hash;
-            var target = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
+            var target = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1);
             await using (target.ConfigureAwait(false))
             {
                 using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-                var buffer = new byte[1 << 16];
+                // Large blocks: a staged tree is mostly big files, and each block is one read and one write call.
+                var buffer = new byte[1 << 20];
                 int read;
                 while ((read = await content.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
                 {

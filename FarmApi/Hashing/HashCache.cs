@@ -61,6 +61,46 @@ public sealed class HashCache
         return hash;
     }
 
+    /// <summary>The cached hash of a file whose path, size and modification time are unchanged since it was hashed.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="hash">The cached hash, or null.</param>
+    /// <returns><see langword="true"/> when the cache answers without reading the file.</returns>
+    public bool TryGetCached(string path, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? hash)
+    {
+        var full = Path.GetFullPath(path);
+        var info = new FileInfo(full);
+        if (info.Exists && _entries.TryGetValue(full, out var cached) && cached.Size == info.Length && cached.ModifiedTicks == info.LastWriteTimeUtc.Ticks)
+        {
+            hash = cached.Hash;
+            return true;
+        }
+
+        hash = null;
+        return false;
+    }
+
+    /// <summary>Records a hash computed elsewhere (while copying the file, say), for the file as it was before it was read.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="size">Its size before it was read.</param>
+    /// <param name="lastWriteTimeUtc">Its modification time before it was read.</param>
+    /// <param name="hash">The hash of what was read.</param>
+    /// <remarks>Nothing is recorded when the file changed since: its next use hashes it again.</remarks>
+    public void Remember(string path, long size, DateTime lastWriteTimeUtc, string hash)
+    {
+        if (!ContentHash.IsValid(hash))
+        {
+            throw new ArgumentException($"'{hash}' is not a SHA-256 content hash.", nameof(hash));
+        }
+
+        var full = Path.GetFullPath(path);
+        var info = new FileInfo(full);
+        if (info.Exists && info.Length == size && info.LastWriteTimeUtc.Ticks == lastWriteTimeUtc.Ticks)
+        {
+            _entries[full] = new Entry(size, lastWriteTimeUtc.Ticks, hash);
+            Interlocked.Exchange(ref _dirty, 1);
+        }
+    }
+
     /// <summary>Writes the cache file when something changed (atomically: a temporary file, then a rename).</summary>
     /// <param name="cancellationToken">Cancels the write.</param>
     /// <returns>A task that completes when saved.</returns>

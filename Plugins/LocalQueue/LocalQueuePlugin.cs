@@ -90,24 +90,34 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         var sizes = files.Select(f => new FileInfo(f.LocalPath).Length).ToList();
         var total = sizes.Sum();
         long done = 0;
+        var filesDone = 0;
         var linked = 0;
-        for (var i = 0; i < files.Count; i++)
+        progress?.Report(new TransferProgress(0, total, 0, files.Count, null));
+        // Two files at a time (hashing is CPU, copying is I/O); a file the hash cache knows is not read at all, and
+        // a new one is hashed while it is copied into the blob store.
+        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, Environment.ProcessorCount), CancellationToken = cancellationToken };
+        await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), options, async (i, ct) =>
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            progress?.Report(new TransferProgress(done, total, i, files.Count, files[i].RelativePath));
-            var hash = await _hashCache.GetHashAsync(files[i].LocalPath, cancellationToken).ConfigureAwait(false);
-            if (_blobs.Contains(hash))
+            var local = files[i].LocalPath;
+            string hash;
+            if (_hashCache.TryGetCached(local, out var cached) && _blobs.Contains(cached))
             {
-                linked++;
+                hash = cached;
+                Interlocked.Increment(ref linked);
             }
             else
             {
-                await _blobs.AddFileAsync(files[i].LocalPath, hash, cancellationToken).ConfigureAwait(false);
+                var before = new FileInfo(local);
+                var (size, modified) = (before.Length, before.LastWriteTimeUtc);
+                hash = await _blobs.AddFileAsync(local, cached, ct).ConfigureAwait(false);
+                _hashCache.Remember(local, size, modified, hash);
             }
 
-            await _blobs.LinkOrCopyAsync(hash, destinations[i], cancellationToken).ConfigureAwait(false);
-            done += sizes[i];
-        }
+            await _blobs.LinkOrCopyAsync(hash, destinations[i], ct).ConfigureAwait(false);
+            var bytes = Interlocked.Add(ref done, sizes[i]);
+            var count = Interlocked.Increment(ref filesDone);
+            progress?.Report(new TransferProgress(bytes, total, count, files.Count, files[i].RelativePath));
+        }).ConfigureAwait(false);
 
         await _hashCache.SaveAsync(cancellationToken).ConfigureAwait(false);
         progress?.Report(new TransferProgress(done, total, files.Count, files.Count, null));

@@ -15,6 +15,7 @@ if (which is "all" or "latency") await Latency();
 if (which is "all" or "staging") await Staging();
 if (which is "all" or "idle") await Idle();
 if (which is "all" or "cli") await Cli();
+if (which is "blob") await Blob(args[1]);
 
 Console.WriteLine();
 Console.WriteLine("| figure | value |");
@@ -166,6 +167,22 @@ async Task Cli()
     status.Sort();
     results.Add(F($"| `./farm jobs`, 1,000 jobs queued, build up to date (median of 11; target < 400 ms) | {jobs[5]:0} ms |"));
     results.Add(F($"| `./farm status lq-500`, same queue (median of 11; target < 400 ms) | {status[5]:0} ms |"));
+}
+
+static async Task Blob(string tree)
+{
+    var files = Directory.GetFiles(tree, "*", SearchOption.AllDirectories);
+    var w = Stopwatch.StartNew();
+    foreach (var f in files) await FarmApi.Hashing.ContentHash.ComputeFileAsync(f);
+    Console.WriteLine($"hash only: {w.Elapsed.TotalSeconds:0.00} s");
+    var store = new FarmApi.Hashing.FileBlobStore(Directory.CreateTempSubdirectory("blobbench").FullName);
+    w.Restart();
+    foreach (var f in files) await store.AddFileAsync(f);
+    Console.WriteLine($"add (hash while copying): {w.Elapsed.TotalSeconds:0.00} s");
+    var dest = Directory.CreateTempSubdirectory("blobdest").FullName;
+    w.Restart();
+    foreach (var f in files) await store.LinkOrCopyAsync(FarmApi.Hashing.ContentHash.Compute(File.ReadAllBytes(f)), Path.Combine(dest, Path.GetFileName(f)));
+    Console.WriteLine($"rehash + link: {w.Elapsed.TotalSeconds:0.00} s");
 }
 
 static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);

@@ -55,6 +55,42 @@ public sealed class HashingTests : IDisposable
     }
 
     [Fact]
+    public async Task HashCache_Remember_AnswersTryGetCached_UntilTheFileChanges()
+    {
+        var path = _dir.WriteFile("r.txt", "remembered");
+        var info = new FileInfo(path);
+        var cache = new HashCache(_dir.Combine("remember.cache"));
+        var hash = await ContentHash.ComputeFileAsync(path);
+
+        Assert.False(cache.TryGetCached(path, out _));
+        cache.Remember(path, info.Length, info.LastWriteTimeUtc, hash);
+        Assert.True(cache.TryGetCached(path, out var cached));
+        Assert.Equal(hash, cached);
+
+        await File.WriteAllTextAsync(path, "changed, longer content");
+        Assert.False(cache.TryGetCached(path, out _));
+        // A hash for a file that changed since it was read is not recorded.
+        cache.Remember(path, info.Length, info.LastWriteTimeUtc, hash);
+        Assert.False(cache.TryGetCached(path, out _));
+        Assert.Throws<ArgumentException>(() => cache.Remember(path, 1, DateTime.UtcNow, "not-a-hash"));
+    }
+
+    [Fact]
+    public async Task BlobStore_AddFile_WithoutAKnownHash_HashesWhileCopying()
+    {
+        var bytes = RandomNumberGenerator.GetBytes(3_000_000);
+        var path = _dir.Combine("big.bin");
+        await File.WriteAllBytesAsync(path, bytes);
+        var store = new FileBlobStore(_dir.Combine("blobs"));
+
+        var hash = await store.AddFileAsync(path);
+
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(bytes)), hash);
+        Assert.Equal(bytes, await File.ReadAllBytesAsync(store.GetPath(hash)));
+        Assert.Empty(Directory.GetFiles(store.Root, "incoming-*"));
+    }
+
+    [Fact]
     public async Task HashCache_DamagedCacheFile_StartsEmpty()
     {
         var cacheFile = _dir.WriteFile("hashes.tsv", "garbage\tline\nnot a hash\t1\t2\t/x\n");
