@@ -179,6 +179,36 @@ internal sealed class SlurmCommands(SlurmOptions options, string pluginName)
         return elements;
     }
 
+    /// <summary>
+    /// The exit codes <c>scontrol show job</c> gives for the elements of an array job (<c>ExitCode=code:signal</c>; a
+    /// signal is reported as 128 + signal, as a shell would); empty when Slurm no longer knows it.
+    /// </summary>
+    public async Task<Dictionary<int, int>> ExitCodesAsync(string arrayJobId, CancellationToken cancellationToken)
+    {
+        var codes = new Dictionary<int, int>();
+        var result = await RunAsync("scontrol", ["-o", "show", "job", arrayJobId], cancellationToken).ConfigureAwait(false);
+        if (result.ExitCode != 0)
+        {
+            return codes;
+        }
+
+        foreach (var line in result.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+                .Select(f => f.Split('=', 2)).Where(p => p.Length == 2)
+                .GroupBy(p => p[0], StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First()[1], StringComparer.Ordinal);
+            if (fields.TryGetValue("ArrayTaskId", out var task) && int.TryParse(task, NumberStyles.None, CultureInfo.InvariantCulture, out var index)
+                && fields.TryGetValue("ExitCode", out var exit) && exit.Split(':') is [var code, var signal]
+                && int.TryParse(code, NumberStyles.None, CultureInfo.InvariantCulture, out var status)
+                && int.TryParse(signal, NumberStyles.None, CultureInfo.InvariantCulture, out var number))
+            {
+                codes[index] = number != 0 ? 128 + number : status;
+            }
+        }
+
+        return codes;
+    }
+
     /// <summary>Cancels jobs (whole arrays or elements such as <c>12_3</c>); ids Slurm no longer knows are ignored.</summary>
     public async Task CancelAsync(IReadOnlyCollection<string> ids, CancellationToken cancellationToken)
     {

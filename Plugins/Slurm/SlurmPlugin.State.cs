@@ -38,7 +38,44 @@ public sealed partial class SlurmPlugin
             }
         }
 
-        return ids.Count == 0 ? null : await _slurm.QueryAsync(ids, cancellationToken).ConfigureAwait(false);
+        if (ids.Count == 0)
+        {
+            return null;
+        }
+
+        var elements = await _slurm.QueryAsync(ids, cancellationToken).ConfigureAwait(false);
+
+        // Elements Slurm ended without the task script writing an exit code (killed, or never started): their exit
+        // code is only in `scontrol show job`, and only for MinJobAge.
+        var unexplained = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var look in looks)
+        {
+            for (var ordinal = 0; ordinal < look.Record.Tasks.Count; ordinal++)
+            {
+                var task = look.Record.Tasks[ordinal];
+                var array = look.ArrayOf(task.Run, ordinal);
+                if (task.Final is null && array?.SlurmJobId is { } id
+                    && elements.TryGetValue((id, ordinal - (array.Chunk * look.Record.MaxArraySize)), out var element)
+                    && element is { IsActive: false, ExitCode: null } && element.State != "COMPLETED"
+                    && look.Status.ExitNow(task.Run, task.Spec.Id).Code is null)
+                {
+                    unexplained.Add(id);
+                }
+            }
+        }
+
+        foreach (var id in unexplained)
+        {
+            foreach (var (index, code) in await _slurm.ExitCodesAsync(id, cancellationToken).ConfigureAwait(false))
+            {
+                if (elements.TryGetValue((id, index), out var element))
+                {
+                    elements[(id, index)] = element with { ExitCode = code };
+                }
+            }
+        }
+
+        return elements;
     }
 
     /// <summary>Whether the exit code file is the task's last word: success, or a failure of its last attempt.</summary>
@@ -95,6 +132,15 @@ public sealed partial class SlurmPlugin
             {
                 view = new TaskView(ordinal, task, element.MappedState, totalAttempts, element.Node ?? attemptNode, null,
                     element.MappedState == JobState.Running ? started ?? element.StartedAt : null, null, array.SlurmJobId, elementId, null);
+            }
+            else if (exit.Code is not (null or 0) && element is { MappedState: JobState.Cancelled })
+            {
+                // Cancelled in Slurm (scancel by someone else): the kill's exit code is not a failure. Kept, as Slurm forgets.
+                var ended = element.EndedAt ?? exit.At ?? now;
+                var cancelled = new TaskFinal(JobState.Cancelled, exit.Code, $"Slurm: {element.State}", ended, element.Node ?? attemptNode,
+                    started ?? element.StartedAt);
+                view = new TaskView(ordinal, task, JobState.Cancelled, totalAttempts, cancelled.Node, exit.Code, cancelled.StartedAt, ended,
+                    array.SlurmJobId, elementId, cancelled);
             }
             else if (exit.Code is { } code)
             {

@@ -365,6 +365,25 @@ public sealed class SlurmAdapterTests(SlurmFixture fixture) : IDisposable
     }
 
     [ComponentFact(Components.Slurm)]
+    public async Task ScancelFromOutside_IsCancelled_NotFailed()
+    {
+        var (jobId, _) = await SubmitAsync([Sh("long", "sleep 30")], "scancel-outside");
+        await Eventually.WaitAsync(async () => (await (await fixture.NewPluginAsync()).GetJobAsync(jobId)).State == JobState.Running,
+            Generous, "the task to run");
+        var job = await (await fixture.NewPluginAsync()).GetJobAsync(jobId);
+
+        // An operator cancels it with Slurm's own tools.
+        await fixture.Cluster.RunAsync("scancel", job.Properties!["slurmJobIds"]);
+
+        var ended = await WaitTerminalAsync(jobId);
+        Assert.Equal(JobState.Cancelled, ended.State);
+        var task = await TaskAsync(jobId, "long");
+        Assert.Equal(JobState.Cancelled, task.State);
+        Assert.NotNull(task.ExitCode);
+        Assert.NotEqual(0, task.ExitCode);
+    }
+
+    [ComponentFact(Components.Slurm)]
     public async Task UnknownJobIds_AreNotFound_AndLeaveNoFolderBehind()
     {
         var plugin = await fixture.NewPluginAsync();
