@@ -34,7 +34,7 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         new("IdleSeconds", "An idle agent exits after this many seconds.", false, "60"),
         new("HeartbeatSeconds", "How often a running agent renews its task's lease.", false, "5"),
         new("LeaseSeconds", "A task whose lease is not renewed for this long goes back to the queue.", false, "30"),
-        new("PollMilliseconds", "The slow fallback poll of an idle agent (it is woken on submit).", false, "1000"),
+        new("PollMilliseconds", "The slow fallback poll of an idle agent (it is woken on submit).", false, "5000"),
         new("BusyTimeoutSeconds", "How long a call waits for a database another process holds locked before it fails.", false, "15"),
         new("PovRay", "The POV-Ray executable; found on PATH when not set.", false, null),
         new("Blender", "The Blender executable; found on PATH when not set.", false, null),
@@ -50,7 +50,7 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         _idle = ReadSeconds("IdleSeconds", 60, errors);
         _heartbeat = ReadSeconds("HeartbeatSeconds", 5, errors);
         _lease = ReadSeconds("LeaseSeconds", 30, errors);
-        _poll = ReadSeconds("PollMilliseconds", 1000, errors) / 1000.0;
+        _poll = ReadSeconds("PollMilliseconds", 5000, errors) / 1000.0;
         if (errors.Count == 0 && _lease <= _heartbeat)
         {
             errors.Add($"LeaseSeconds ({_lease}) must be longer than HeartbeatSeconds ({_heartbeat})");
