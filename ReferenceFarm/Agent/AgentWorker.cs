@@ -32,6 +32,7 @@ public sealed class AgentWorker : BackgroundService
     private readonly CancellationTokenSource _drainKill = new();
     private readonly CancellationTokenSource _hardStop = new();
     private readonly RunningRecords _records;
+    private readonly ConcurrentDictionary<(string JobId, string Path), Known> _known = new();
     private readonly PeriodicTimer _heartbeatTimer;
 
     /// <summary>Makes the worker.</summary>
@@ -56,7 +57,13 @@ public sealed class AgentWorker : BackgroundService
         public long Lease { get; } = lease;
 
         public CancellationTokenSource Cancel { get; } = new();
+
+        /// <summary>The job folder before the task ran, when its dependents need what it produces.</summary>
+        public Dictionary<string, (long Size, DateTime Modified)>? Before { get; set; }
     }
+
+    /// <summary>A file of a job folder whose content this agent knows: laid out from the cache, or produced and hashed here.</summary>
+    private sealed record Known(string Hash, long Size, DateTime Modified);
 
     /// <summary>The hosts this node advertises, with where each one's executable is.</summary>
     /// <param name="options">The options.</param>
@@ -232,6 +239,11 @@ public sealed class AgentWorker : BackgroundService
             {
                 try
                 {
+                    foreach (var key in _known.Keys.Where(k => k.JobId == jobId))
+                    {
+                        _known.TryRemove(key, out _);
+                    }
+
                     Directory.Delete(folder, recursive: true);
                 }
                 catch (IOException)
@@ -338,7 +350,7 @@ public sealed class AgentWorker : BackgroundService
             var (outcome, exitCode, message) = await ExecuteAsync(lease, output, held).ConfigureAwait(false);
             if (outcome == 0)
             {
-                (outcome, message) = await CollectOutputsAsync(lease, complete).ConfigureAwait(false);
+                (outcome, message) = await CollectOutputsAsync(lease, held, complete).ConfigureAwait(false);
             }
 
             complete.Outcome = outcome;
@@ -457,9 +469,10 @@ public sealed class AgentWorker : BackgroundService
 
         var folder = Path.Combine(_options.WorkDirectory, "jobs", lease.JobId);
         Directory.CreateDirectory(folder);
-        foreach (var file in lease.Files)
+        await LayOutAsync(lease.JobId, folder, lease.Files, held.Cancel.Token).ConfigureAwait(false);
+        if (lease.CollectProduced)
         {
-            await LayOutAsync(folder, file, held.Cancel.Token).ConfigureAwait(false);
+            held.Before = Snapshot(folder);
         }
 
         var environment = new Dictionary<string, string>(lease.Environment)
@@ -664,17 +677,74 @@ public sealed class AgentWorker : BackgroundService
         }
     }
 
-    private async Task LayOutAsync(string folder, FileEntry file, CancellationToken cancellationToken)
+    private async Task LayOutAsync(string jobId, string folder, IEnumerable<FileEntry> files, CancellationToken cancellationToken)
     {
-        var destination = JobPaths.ResolveInside(folder, file.RelativePath, "file");
-        var existing = new FileInfo(destination);
-        if (existing.Exists && existing.Length == file.Size)
+        // A later entry for a path wins (the server orders them: staged files, what dependencies produced, their outputs).
+        var wanted = new Dictionary<string, FileEntry>(StringComparer.Ordinal);
+        foreach (var file in files)
         {
-            return;
+            wanted[NormalizePath(file.RelativePath)] = file;
         }
 
-        await EnsureCachedAsync(file.Hash, file.Size, cancellationToken).ConfigureAwait(false);
-        await _cache.LinkOrCopyAsync(file.Hash, destination, cancellationToken).ConfigureAwait(false);
+        foreach (var (relative, file) in wanted)
+        {
+            var destination = JobPaths.ResolveInside(folder, relative, "file");
+            var existing = new FileInfo(destination);
+            if (existing.Exists && existing.Length == file.Size)
+            {
+                if (_known.TryGetValue((jobId, relative), out var known))
+                {
+                    if (known.Hash == file.Hash && known.Size == existing.Length && known.Modified == existing.LastWriteTimeUtc)
+                    {
+                        continue;
+                    }
+                }
+                else if (await ContentHash.ComputeFileAsync(destination, cancellationToken).ConfigureAwait(false) == file.Hash)
+                {
+                    // There from before this agent started (or made by a task here): right content, nothing to fetch.
+                    Remember(jobId, relative, file.Hash, destination);
+                    continue;
+                }
+            }
+
+            await EnsureCachedAsync(file.Hash, file.Size, cancellationToken).ConfigureAwait(false);
+            await _cache.LinkOrCopyAsync(file.Hash, destination, cancellationToken).ConfigureAwait(false);
+            Remember(jobId, relative, file.Hash, destination);
+        }
+    }
+
+    private void Remember(string jobId, string relative, string hash, string path)
+    {
+        var info = new FileInfo(path);
+        _known[(jobId, relative)] = new Known(hash, info.Length, info.LastWriteTimeUtc);
+    }
+
+    private static string NormalizePath(string path)
+    {
+        var normalized = path.Replace('\\', '/');
+        while (normalized.StartsWith("./", StringComparison.Ordinal))
+        {
+            normalized = normalized[2..];
+        }
+
+        return normalized;
+    }
+
+    private static readonly EnumerationOptions EveryRegularFile = new()
+    {
+        RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint, IgnoreInaccessible = true, ReturnSpecialDirectories = false,
+    };
+
+    private static Dictionary<string, (long Size, DateTime Modified)> Snapshot(string folder)
+    {
+        // Regular files only: a symbolic link (which might lead out of the folder) is never collected.
+        var files = new Dictionary<string, (long, DateTime)>(StringComparer.Ordinal);
+        foreach (var file in new DirectoryInfo(folder).EnumerateFiles("*", EveryRegularFile))
+        {
+            files[Path.GetRelativePath(folder, file.FullName).Replace(Path.DirectorySeparatorChar, '/')] = (file.Length, file.LastWriteTimeUtc);
+        }
+
+        return files;
     }
 
     private bool IsCached(string hash, long size)
@@ -690,18 +760,6 @@ public sealed class AgentWorker : BackgroundService
             // A task wrote through a hard link into the cache (possible for root, which ignores the read-only mode): fetch it again.
             File.Delete(path);
             return false;
-        }
-
-        try
-        {
-            // Marks it used: the cache keeps blobs jobs still use.
-            File.SetLastWriteTimeUtc(path, DateTime.UtcNow);
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
         }
 
         return true;
@@ -733,9 +791,10 @@ public sealed class AgentWorker : BackgroundService
         }
     }
 
-    private async Task<(int Outcome, string Message)> CollectOutputsAsync(LeaseReply lease, CompleteRequest complete)
+    private async Task<(int Outcome, string Message)> CollectOutputsAsync(LeaseReply lease, Held held, CompleteRequest complete)
     {
         var folder = Path.Combine(_options.WorkDirectory, "jobs", lease.JobId);
+        var declared = new HashSet<string>(StringComparer.Ordinal);
         foreach (var relative in lease.Outputs)
         {
             var path = JobPaths.ResolveInside(folder, relative, "output");
@@ -746,15 +805,38 @@ public sealed class AgentWorker : BackgroundService
 
             var hash = await _cache.AddFileAsync(path).ConfigureAwait(false);
             complete.Outputs.Add(new FileEntry { RelativePath = relative, Hash = hash, Size = new FileInfo(path).Length });
+            declared.Add(NormalizePath(relative));
+            Remember(lease.JobId, NormalizePath(relative), hash, path);
         }
 
-        if (complete.Outputs.Count == 0)
+        if (held.Before is { } before)
+        {
+            // Its dependents may run elsewhere: every file it created or changed travels with the report (tiles for a merge).
+            foreach (var (relative, (size, modified)) in Snapshot(folder))
+            {
+                if (declared.Contains(relative) || (before.TryGetValue(relative, out var was) && was == (size, modified)))
+                {
+                    continue;
+                }
+
+                var path = Path.Combine(folder, relative);
+                var hash = await _cache.AddFileAsync(path).ConfigureAwait(false);
+                complete.Produced.Add(new FileEntry
+                {
+                    RelativePath = relative, Hash = hash, Size = size,
+                    ModifiedUs = (modified - DateTime.UnixEpoch).Ticks / (TimeSpan.TicksPerMillisecond / 1000),
+                });
+                Remember(lease.JobId, relative, hash, path);
+            }
+        }
+
+        if (complete.Outputs.Count == 0 && complete.Produced.Count == 0)
         {
             return (0, string.Empty);
         }
 
         var query = new FindMissingRequest();
-        query.Hashes.Add(complete.Outputs.Select(o => o.Hash).Distinct());
+        query.Hashes.Add(complete.Outputs.Concat(complete.Produced).Select(o => o.Hash).Distinct());
         var missing = await WithRetryAsync(() => _blobs.FindMissingAsync(query, _headers, cancellationToken: _hardStop.Token).ResponseAsync).ConfigureAwait(false);
         foreach (var hash in missing.Missing)
         {

@@ -44,6 +44,9 @@ public sealed class Farm
     /// <summary>Held while blobs are removed, and while present blobs are marked as just seen (see <see cref="BlobCollector"/>).</summary>
     public SemaphoreSlim BlobGate { get; } = new(1, 1);
 
+    /// <summary>Set once the server listens and running leases got their restart grace: lapsed leases are looked for only then.</summary>
+    public TaskCompletionSource Listening { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>Wakes agents waiting for work.</summary>
     public void SignalWork() => Interlocked.Exchange(ref _work, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 

@@ -8,6 +8,8 @@ public sealed class LeaseReaper(Farm farm, ILogger<LeaseReaper> logger) : Backgr
     /// <inheritdoc/>
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // Agents cannot renew a lease before the server listens again: nothing lapses before that (and the restart grace).
+        await farm.Listening.Task.WaitAsync(stoppingToken).ConfigureAwait(false);
         using var timer = new PeriodicTimer(farm.Options.LeaseCheckInterval, farm.Time);
         var lastCheck = farm.Time.GetTimestamp();
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))

@@ -39,4 +39,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 5111, Level = LogLevel.Error, Message = "Blob collection failed")]
     public static partial void BlobCollectionFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 5112, Level = LogLevel.Error, Message = "Could not write to the log of job {JobId}")]
+    public static partial void LogWriteFailed(ILogger logger, string jobId, Exception exception);
 }

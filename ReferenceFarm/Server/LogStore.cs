@@ -150,9 +150,11 @@ public sealed class LogStore
         try
         {
             var folder = Path.GetDirectoryName(path)!;
-            if (_folders.TryAdd(folder, 0))
+            if (!_folders.ContainsKey(folder))
             {
+                // Marked only once it exists: a concurrent append to another file of the same job must not skip ahead of it.
                 Directory.CreateDirectory(folder);
+                _folders.TryAdd(folder, 0);
             }
 
             // Small appends: a plain buffered write is cheaper than an asynchronous file handle.

@@ -267,11 +267,6 @@ public static class ServerProgram
             app.MapGrpcService<BlobsService>();
 
             var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ReferenceFarm.Server");
-            var running = await store.GrantRestartGraceAsync(options.RestartGrace).ConfigureAwait(false);
-            if (running > 0)
-            {
-                Log.RestartGrace(logger, running, (long)options.RestartGrace.TotalMilliseconds);
-            }
 
             try
             {
@@ -284,6 +279,14 @@ public static class ServerProgram
                 return 1;
             }
 
+            // The grace starts once agents can reach the server again, however long the start took.
+            var running = await store.GrantRestartGraceAsync(options.RestartGrace).ConfigureAwait(false);
+            if (running > 0)
+            {
+                Log.RestartGrace(logger, running, (long)options.RestartGrace.TotalMilliseconds);
+            }
+
+            app.Services.GetRequiredService<Farm>().Listening.TrySetResult();
             Log.Listening(logger, options.Listen.ToString(), options.DataDirectory);
             if (fingerprint is not null)
             {

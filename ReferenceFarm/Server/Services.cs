@@ -325,7 +325,7 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"outcome must be 0, 1 or 2, not {request.Outcome}"));
         }
 
-        foreach (var output in request.Outputs)
+        foreach (var output in request.Outputs.Concat(request.Produced))
         {
             if (JobPaths.Check(output.RelativePath) is { } reason || !ContentHash.IsValid(output.Hash) || !farm.Blobs.Contains(output.Hash))
             {
@@ -404,8 +404,17 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
 
         leased.Reply.HeartbeatMs = (long)farm.Options.Heartbeat.TotalMilliseconds;
         Log.TaskLeased(logger, leased.Reply.JobId, leased.Reply.TaskId, request.Agent, leased.Reply.Lease, leased.Reply.Attempt);
-        await farm.Logs.AppendEventAsync(leased.JobSeq, leased.TaskIndex, leased.Reply.TaskId,
-            $"attempt {leased.Reply.Attempt} started on {request.Agent}", CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            await farm.Logs.AppendEventAsync(leased.JobSeq, leased.TaskIndex, leased.Reply.TaskId,
+                $"attempt {leased.Reply.Attempt} started on {request.Agent}", CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (IOException ex)
+        {
+            // The lease is committed: losing one log line beats an agent that never hears of its task.
+            Log.LogWriteFailed(logger, leased.Reply.JobId, ex);
+        }
+
         return leased.Reply;
     }
 }

@@ -99,6 +99,9 @@ public sealed class Store : IAsyncDisposable
         CREATE TABLE IF NOT EXISTS job_files(job_seq INTEGER NOT NULL, path TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY(job_seq, path));
         CREATE TABLE IF NOT EXISTS outputs(job_seq INTEGER NOT NULL, task_idx INTEGER NOT NULL, path TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
             PRIMARY KEY(job_seq, task_idx, path));
+        CREATE TABLE IF NOT EXISTS produced(job_seq INTEGER NOT NULL, task_idx INTEGER NOT NULL, path TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
+            modified_us INTEGER NOT NULL, PRIMARY KEY(job_seq, task_idx, path));
+        CREATE INDEX IF NOT EXISTS ix_produced_hash ON produced(hash);
         CREATE INDEX IF NOT EXISTS ix_job_files_hash ON job_files(hash);
         CREATE INDEX IF NOT EXISTS ix_outputs_hash ON outputs(hash);
         CREATE INDEX IF NOT EXISTS ix_staged_hash ON staged(hash);
@@ -648,7 +651,7 @@ public sealed class Store : IAsyncDisposable
             var blobs = new List<string>();
             using (var find = Command("""
                 SELECT hash FROM job_files WHERE job_seq=$j UNION SELECT hash FROM outputs WHERE job_seq=$j
-                UNION SELECT hash FROM staged WHERE context_id=$c
+                UNION SELECT hash FROM staged WHERE context_id=$c UNION SELECT hash FROM produced WHERE job_seq=$j
                 """, ("$j", row.Seq), ("$c", row.ContextId ?? string.Empty)))
             using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -659,7 +662,7 @@ public sealed class Store : IAsyncDisposable
             }
 
             using var transaction = Begin();
-            foreach (var table in new[] { "tasks", "deps", "job_files", "outputs", "failures", "completions" })
+            foreach (var table in new[] { "tasks", "deps", "job_files", "outputs", "produced", "failures", "completions" })
             {
                 await ExecuteAsync($"DELETE FROM {table} WHERE job_seq=$j", cancellationToken, ("$j", row.Seq)).ConfigureAwait(false);
             }
@@ -746,11 +749,18 @@ public sealed class Store : IAsyncDisposable
                 }
             }
 
-            // The job's staged files, then the outputs of the tasks this one depends on (tiles for a merge).
+            // The job's staged files, then what the tasks this one depends on (directly or not) produced, latest last, then their
+            // declared outputs: the agent lays them out in this order, a later entry for a path winning (tiles for a merge).
             using (var files = Command("""
-                SELECT path, hash, size FROM job_files WHERE job_seq=$j
+                WITH RECURSIVE up(idx) AS (
+                    SELECT dep_idx FROM deps WHERE job_seq=$j AND task_idx=$i
+                    UNION SELECT d.dep_idx FROM deps d JOIN up ON d.task_idx=up.idx WHERE d.job_seq=$j)
+                SELECT path, hash, size, 0 AS kind, 0 AS modified FROM job_files WHERE job_seq=$j
                 UNION ALL
-                SELECT o.path, o.hash, o.size FROM deps d JOIN outputs o ON o.job_seq=d.job_seq AND o.task_idx=d.dep_idx WHERE d.job_seq=$j AND d.task_idx=$i
+                SELECT path, hash, size, 1, modified_us FROM produced WHERE job_seq=$j AND task_idx IN (SELECT idx FROM up)
+                UNION ALL
+                SELECT path, hash, size, 2, 0 FROM outputs WHERE job_seq=$j AND task_idx IN (SELECT idx FROM up)
+                ORDER BY kind, modified
                 """, ("$j", seq), ("$i", idx)))
             using (var reader = await files.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -759,6 +769,9 @@ public sealed class Store : IAsyncDisposable
                     reply.Files.Add(new FileEntry { RelativePath = reader.GetString(0), Hash = reader.GetString(1), Size = reader.GetInt64(2) });
                 }
             }
+
+            reply.CollectProduced = Convert.ToInt64(await ScalarAsync("SELECT EXISTS(SELECT 1 FROM deps WHERE job_seq=$j AND dep_idx=$i)", cancellationToken,
+                ("$j", seq), ("$i", idx)).ConfigureAwait(false), CultureInfo.InvariantCulture) != 0;
 
             return new Leased(reply, seq, idx);
         }, cancellationToken);
@@ -871,10 +884,21 @@ public sealed class Store : IAsyncDisposable
                 await ExecuteAsync("""
                     UPDATE tasks SET state=2, exit_code=$x, completed_ms=$t, lease_expiry=NULL, message=NULL WHERE job_seq=$j AND idx=$i
                     """, cancellationToken, ("$x", request.ExitCode), ("$t", now), ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+                // A task that ran again (restarted by name) replaces what its earlier run left.
+                await ExecuteAsync("DELETE FROM outputs WHERE job_seq=$j AND task_idx=$i", cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+                await ExecuteAsync("DELETE FROM produced WHERE job_seq=$j AND task_idx=$i", cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
                 foreach (var output in request.Outputs)
                 {
                     await ExecuteAsync("INSERT OR REPLACE INTO outputs(job_seq, task_idx, path, hash, size) VALUES($j, $i, $p, $h, $s)", cancellationToken,
                         ("$j", seq), ("$i", idx), ("$p", Normalize(output.RelativePath)), ("$h", output.Hash), ("$s", output.Size)).ConfigureAwait(false);
+                }
+
+                foreach (var file in request.Produced)
+                {
+                    await ExecuteAsync("""
+                        INSERT OR REPLACE INTO produced(job_seq, task_idx, path, hash, size, modified_us) VALUES($j, $i, $p, $h, $s, $m)
+                        """, cancellationToken, ("$j", seq), ("$i", idx), ("$p", Normalize(file.RelativePath)), ("$h", file.Hash), ("$s", file.Size),
+                        ("$m", file.ModifiedUs)).ConfigureAwait(false);
                 }
 
                 await ExecuteAsync("INSERT INTO completions(job_seq, task_idx, lease, agent, at_ms) VALUES($j, $i, $l, $a, $t)", cancellationToken,
@@ -1004,6 +1028,7 @@ public sealed class Store : IAsyncDisposable
             var unreferenced = new List<string>();
             using var command = Command("""
                 SELECT EXISTS(SELECT 1 FROM job_files WHERE hash=$h) OR EXISTS(SELECT 1 FROM outputs WHERE hash=$h) OR EXISTS(SELECT 1 FROM staged WHERE hash=$h)
+                    OR EXISTS(SELECT 1 FROM produced WHERE hash=$h)
                 """, ("$h", ""));
             foreach (var hash in hashes)
             {
@@ -1024,7 +1049,7 @@ public sealed class Store : IAsyncDisposable
         WithGateAsync(async () =>
         {
             var referenced = new HashSet<string>(StringComparer.Ordinal);
-            using var command = Command("SELECT hash FROM job_files UNION SELECT hash FROM outputs UNION SELECT hash FROM staged");
+            using var command = Command("SELECT hash FROM job_files UNION SELECT hash FROM outputs UNION SELECT hash FROM staged UNION SELECT hash FROM produced");
             using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {

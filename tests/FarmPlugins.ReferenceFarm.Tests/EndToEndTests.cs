@@ -62,6 +62,33 @@ public sealed class EndToEndTests
     }
 
     [Fact]
+    public async Task Files_a_task_produces_reach_the_tasks_that_depend_on_it_on_another_agent_latest_version_winning()
+    {
+        await using var farm = new FarmCluster();
+        await farm.StartServerAsync();
+        // Hosts pin tasks to agents: x runs "hx" tasks, y runs "hy" ones.
+        farm.StartAgent("x", "hx");
+        farm.StartAgent("y", "hy");
+        var plugin = await farm.CreatePluginAsync();
+        var request = await Jobs.RequestAsync(plugin, "produced",
+        [
+            Jobs.Shell("a", "mkdir -p d; echo a > d/a.txt; echo one > shared.txt", host: "hx"),
+            Jobs.Shell("b", "cat d/a.txt; echo two > shared.txt; echo b > b.txt", dependsOn: ["a"], host: "hy"),
+            Jobs.Shell("c", "cat d/a.txt b.txt shared.txt > result.txt", dependsOn: ["b"], outputs: ["result.txt"], host: "hx"),
+        ]);
+
+        var jobId = await plugin.SubmitJobAsync(request);
+
+        var job = await Jobs.WaitTerminalAsync(plugin, jobId, Long);
+        Assert.True(job.State == JobState.Completed, farm.Diagnostics());
+        Assert.Equal(["x", "y", "x"], (await plugin.GetTasksAsync(jobId)).Select(t => t.Node));
+        var fetched = farm.Temp.Combine("fetched");
+        Assert.Single(await plugin.FetchOutputsAsync(jobId, fetched));
+        // c (back on x) sees a's file through b, and b's version of the file both wrote, though x had a's version already.
+        Assert.Equal("a\nb\ntwo\n", File.ReadAllText(Path.Combine(fetched, "result.txt")));
+    }
+
+    [Fact]
     public async Task Installation_metadata_names_the_host_and_agents_map_it_to_their_own_executable()
     {
         await using var farm = new FarmCluster();
