@@ -445,7 +445,7 @@ public sealed class AgentWorker : BackgroundService
             try
             {
                 // Not cancelled when the task ends: a call cut off after the server wrote the text would send it twice.
-                await _agents.AppendLogAsync(new AppendLogRequest { JobId = lease.JobId, TaskId = lease.TaskId, Lease = lease.Lease, Text = ByteString.CopyFromUtf8(text) },
+                await _agents.AppendLogAsync(new AppendLogRequest { Agent = _options.Name, JobId = lease.JobId, TaskId = lease.TaskId, Lease = lease.Lease, Text = ByteString.CopyFromUtf8(text) },
                     _headers, deadline: DateTime.UtcNow + TimeSpan.FromSeconds(10), cancellationToken: _hardStop.Token).ConfigureAwait(false);
             }
             catch (RpcException ex) when (ex.StatusCode == StatusCode.FailedPrecondition)

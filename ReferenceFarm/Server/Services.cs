@@ -309,7 +309,7 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
     public override async Task<Empty> AppendLog(AppendLogRequest request, ServerCallContext context)
     {
         await farm.AuthenticateAsync(context, "agent").ConfigureAwait(false);
-        var current = await farm.Store.FindCurrentLeaseAsync(request.JobId, request.TaskId, request.Lease, context.CancellationToken).ConfigureAwait(false)
+        var current = await farm.Store.FindCurrentLeaseAsync(request.JobId, request.TaskId, request.Lease, request.Agent, context.CancellationToken).ConfigureAwait(false)
             ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"Lease {request.Lease} of {request.JobId}/{request.TaskId} is not current."));
         await farm.Logs.AppendTaskOutputAsync(current.Seq, current.Index, request.TaskId, request.Text.ToStringUtf8(), context.CancellationToken)
             .ConfigureAwait(false);
@@ -334,7 +334,7 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
         }
 
         // The tail and the outcome line go in before the state changes, so a reader who sees the job finished has its whole log.
-        var current = await farm.Store.FindCurrentLeaseAsync(request.JobId, request.TaskId, request.Lease, context.CancellationToken).ConfigureAwait(false);
+        var current = await farm.Store.FindCurrentLeaseAsync(request.JobId, request.TaskId, request.Lease, request.Agent, context.CancellationToken).ConfigureAwait(false);
         if (current is null)
         {
             Log.StaleReport(logger, request.Agent, request.JobId, request.TaskId, request.Lease);

@@ -828,14 +828,15 @@ public sealed class Store : IAsyncDisposable
     /// <param name="jobId">The job.</param>
     /// <param name="taskId">The task.</param>
     /// <param name="lease">The lease number.</param>
+    /// <param name="agent">The agent that reports: it must be the one holding the lease.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The job's sequence number and the task's index, or null.</returns>
-    public Task<(long Seq, int Index)?> FindCurrentLeaseAsync(string jobId, string taskId, long lease, CancellationToken cancellationToken = default) =>
+    public Task<(long Seq, int Index)?> FindCurrentLeaseAsync(string jobId, string taskId, long lease, string agent, CancellationToken cancellationToken = default) =>
         WithGateAsync<(long, int)?>(async () =>
         {
             using var command = Command("""
-                SELECT t.job_seq, t.idx FROM tasks t JOIN jobs j ON j.seq=t.job_seq WHERE j.id=$j AND t.id=$t AND t.lease=$l AND t.state=1
-                """, ("$j", jobId), ("$t", taskId), ("$l", lease));
+                SELECT t.job_seq, t.idx FROM tasks t JOIN jobs j ON j.seq=t.job_seq WHERE j.id=$j AND t.id=$t AND t.lease=$l AND t.state=1 AND t.agent=$a
+                """, ("$j", jobId), ("$t", taskId), ("$l", lease), ("$a", agent));
             using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? (reader.GetInt64(0), reader.GetInt32(1)) : null;
         }, cancellationToken);
@@ -860,8 +861,8 @@ public sealed class Store : IAsyncDisposable
             int maxAttempts;
             using (var find = Command("""
                 SELECT t.job_seq, t.idx, t.attempts, j.max_attempts FROM tasks t JOIN jobs j ON j.seq=t.job_seq
-                WHERE j.id=$j AND t.id=$t AND t.lease=$l AND t.state=1
-                """, ("$j", request.JobId), ("$t", request.TaskId), ("$l", request.Lease)))
+                WHERE j.id=$j AND t.id=$t AND t.lease=$l AND t.state=1 AND t.agent=$a
+                """, ("$j", request.JobId), ("$t", request.TaskId), ("$l", request.Lease), ("$a", request.Agent)))
             using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

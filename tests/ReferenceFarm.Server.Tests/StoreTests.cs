@@ -50,6 +50,7 @@ public sealed class StoreTests : IAsyncLifetime
         var second = (await _store.LeaseAsync("b", ["command"], Lease))!.Reply;
         Assert.Equal(2, second.Attempt);
         Assert.False((await ReportAsync(first, 0)).Accepted);
+        Assert.False((await ReportAsync(second, 0, "a")).Accepted);
         Assert.True((await ReportAsync(second, 0, "b")).Accepted);
         Assert.False((await ReportAsync(second, 0, "b")).Accepted);
         var job = await _store.GetJobAsync(jobId);
