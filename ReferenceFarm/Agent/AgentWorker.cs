@@ -211,8 +211,19 @@ public sealed class AgentWorker : BackgroundService
             // A report's reply may carry the next lease: run tasks back to back without a separate lease call.
             while (reply is { HasTask: true })
             {
-                FollowServerHeartbeat(reply.HeartbeatMs);
-                reply = await RunTaskAsync(reply, stoppingToken).ConfigureAwait(false);
+                var current = reply;
+                FollowServerHeartbeat(current.HeartbeatMs);
+                try
+                {
+                    reply = await RunTaskAsync(current, stoppingToken).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // The agent's own folder failed it (disk full, permissions): the lease lapses and the task runs elsewhere.
+                    Log.TaskError(_logger, current.JobId, current.TaskId, ex);
+                    await DelayAsync(_options.MaxBackoff, stoppingToken).ConfigureAwait(false);
+                    reply = null;
+                }
             }
         }
     }
@@ -302,13 +313,25 @@ public sealed class AgentWorker : BackgroundService
                     if (_held.TryGetValue((cancel.JobId, cancel.TaskId), out var held) && held.Lease == cancel.Lease)
                     {
                         Log.Cancelling(_logger, cancel.JobId, cancel.TaskId, "the server no longer holds this lease (stopped or superseded)");
-                        await held.Cancel.CancelAsync().ConfigureAwait(false);
+                        try
+                        {
+                            await held.Cancel.CancelAsync().ConfigureAwait(false);
+                        }
+                        catch (ObjectDisposedException)
+                        {
+                            // It ended meanwhile.
+                        }
                     }
                 }
             }
             catch (RpcException)
             {
                 // The server is down or restarting: keep running, keep trying; its restart grace covers the gap.
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Never let the heartbeat die: without it every lease this agent holds would lapse.
+                Log.HeartbeatFailed(_logger, ex);
             }
         }
     }
@@ -360,6 +383,13 @@ public sealed class AgentWorker : BackgroundService
             {
                 output.Append(message + "\n");
             }
+        }
+        catch (OperationCanceledException) when (held.Cancel.IsCancellationRequested)
+        {
+            // Stopped while its files were being fetched.
+            complete.Outcome = 1;
+            complete.ExitCode = -1;
+            complete.Message = "stopped by the server";
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

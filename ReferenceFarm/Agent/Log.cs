@@ -34,4 +34,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 5209, Level = LogLevel.Warning, Message = "An earlier run of this agent left {JobId}/{TaskId} (lease {Lease}) unfinished; its processes still ran: {Killed}; reporting it failed")]
     public static partial void Leftover(ILogger logger, string jobId, string taskId, long lease, bool killed);
+
+    [LoggerMessage(EventId = 5210, Level = LogLevel.Error, Message = "Heartbeat failed")]
+    public static partial void HeartbeatFailed(ILogger logger, Exception exception);
 }
