@@ -109,6 +109,9 @@ public sealed class FarmCluster : IAsyncDisposable
 
     public string AgentJobFolder(string agent, string jobId) => Temp.Combine("agents", agent, "jobs", jobId);
 
+    /// <summary>Stops this process too at the end (one a started process launched).</summary>
+    public void Track(int pid) => _tracker.Track(pid);
+
     public ManagedProcess Start(string label, string dll, IEnumerable<string> args, IDictionary<string, string>? environment)
     {
         var info = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
