@@ -94,12 +94,50 @@ public sealed class AgentWorker : BackgroundService
 
             result.Add(new Installation
             {
-                Host = host, Executable = executable ?? host, Version = string.Empty,
+                Host = host, Executable = executable ?? host, Version = executable is null ? string.Empty : DetectVersion(host, executable),
                 Platform = System.Runtime.InteropServices.RuntimeInformation.RuntimeIdentifier, Known = true,
             });
         }
 
         return [.. result];
+    }
+
+    /// <summary>The version a renderer reports (<c>POV-Ray 3.7.0.10</c>, <c>Blender 3.4.1</c>), or empty; asked once, at start.</summary>
+    private static string DetectVersion(string host, string executable)
+    {
+        if (host is not ("povray" or "blender") || !File.Exists(executable))
+        {
+            return string.Empty;
+        }
+
+        try
+        {
+            var info = new ProcessStartInfo(executable, ["--version"])
+            {
+                UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true,
+            };
+            using var process = Process.Start(info);
+            if (process is null)
+            {
+                return string.Empty;
+            }
+
+            process.StandardInput.Close();
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            if (!process.WaitForExit(TimeSpan.FromSeconds(15)))
+            {
+                process.Kill(entireProcessTree: true);
+                return string.Empty;
+            }
+
+            var match = System.Text.RegularExpressions.Regex.Match(stdout.Result + "\n" + stderr.Result, @"(?:POV-Ray|Blender)\s+v?(\d+(?:\.\d+)+)");
+            return match.Success ? match.Groups[1].Value : string.Empty;
+        }
+        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or IOException)
+        {
+            return string.Empty;
+        }
     }
 
     private static string? FindOnPath(string name)

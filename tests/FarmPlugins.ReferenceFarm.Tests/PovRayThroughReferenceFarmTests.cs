@@ -48,6 +48,9 @@ public sealed class PovRayThroughReferenceFarmTests : IAsyncLifetime
         var probe = await _farm.CreatePluginAsync();
         await Eventually.WaitAsync(async () => (await probe.TestAsync()).Checks.Any(c => c.Detail.StartsWith("2 agent", StringComparison.Ordinal)),
             TimeSpan.FromSeconds(60), "both agents to be seen");
+        var installation = await probe.GetInstallationMetadataAsync("povray");
+        Assert.Equal("povray", installation.Executable);
+        Assert.StartsWith("3.7", installation.Version, StringComparison.Ordinal);
         var scene = await WriteSceneAsync();
         var settings = new RenderSettings { Frames = FrameList.Parse("1-2"), Size = new ImageSize(64, 48), Tiles = new TileGrid(2, 2) };
         _localQueue = new LocalQueuePlugin();
