@@ -850,7 +850,7 @@ public sealed class AgentWorker : BackgroundService
             }
 
             using var call = _blobs.Download(new DownloadRequest { Hash = hash }, _headers, cancellationToken: cancellationToken);
-            var stream = new DownloadStream(call.ResponseStream, cancellationToken);
+            var stream = new BlobChunkStream(call.ResponseStream, ReadOnlyMemory<byte>.Empty, cancellationToken);
             await _cache.AddStreamAsync(stream, hash, cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -1014,56 +1014,5 @@ public sealed class AgentWorker : BackgroundService
                 return text;
             }
         }
-    }
-
-    /// <summary>Reads a blob download's chunks as one stream.</summary>
-    private sealed class DownloadStream(IAsyncStreamReader<BlobChunk> reader, CancellationToken cancellationToken) : Stream
-    {
-        private ReadOnlyMemory<byte> _current;
-        private bool _done;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken token = default)
-        {
-            while (_current.IsEmpty)
-            {
-                if (_done || !await reader.MoveNext(cancellationToken).ConfigureAwait(false))
-                {
-                    _done = true;
-                    return 0;
-                }
-
-                _current = reader.Current.Data.Memory;
-            }
-
-            var n = Math.Min(buffer.Length, _current.Length);
-            _current[..n].CopyTo(buffer);
-            _current = _current[n..];
-            return n;
-        }
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken token) =>
-            ReadAsync(buffer.AsMemory(offset, count), token).AsTask();
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

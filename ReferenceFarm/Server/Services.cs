@@ -478,7 +478,7 @@ public sealed class BlobsService(Farm farm) : Blobs.BlobsBase
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"'{hash}' is not a SHA-256 hash (64 lowercase hexadecimal characters)"));
         }
 
-        var stream = new ChunkStream(requestStream, requestStream.Current.Data, context.CancellationToken);
+        var stream = new BlobChunkStream(requestStream, requestStream.Current.Data.Memory, context.CancellationToken);
         try
         {
             await farm.Blobs.AddStreamAsync(stream, hash, context.CancellationToken).ConfigureAwait(false);
@@ -531,56 +531,5 @@ public sealed class BlobsService(Farm farm) : Blobs.BlobsBase
         catch (UnauthorizedAccessException)
         {
         }
-    }
-
-    /// <summary>Reads the chunks of an upload as one stream.</summary>
-    private sealed class ChunkStream(IAsyncStreamReader<BlobChunk> reader, ByteString first, CancellationToken cancellationToken) : Stream
-    {
-        private ReadOnlyMemory<byte> _current = first.Memory;
-        private bool _done;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken token = default)
-        {
-            while (_current.IsEmpty)
-            {
-                if (_done || !await reader.MoveNext(cancellationToken).ConfigureAwait(false))
-                {
-                    _done = true;
-                    return 0;
-                }
-
-                _current = reader.Current.Data.Memory;
-            }
-
-            var n = Math.Min(buffer.Length, _current.Length);
-            _current[..n].CopyTo(buffer);
-            _current = _current[n..];
-            return n;
-        }
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken token) =>
-            ReadAsync(buffer.AsMemory(offset, count), token).AsTask();
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
