@@ -116,4 +116,50 @@ public static class JobPaths
 
         return current;
     }
+
+    /// <summary>
+    /// Copies declared outputs from a job folder this machine can read (a local queue, a shared file system) into
+    /// <paramref name="localFolder"/>, skipping files already there with the same content; each file is written to a
+    /// temporary name and renamed, so a reader never sees half a file.
+    /// </summary>
+    /// <param name="jobFolder">The job folder.</param>
+    /// <param name="outputs">Output paths relative to the job folder; those not present are skipped.</param>
+    /// <param name="localFolder">Where to put them, at the same relative paths.</param>
+    /// <param name="progress">Receives progress, or null.</param>
+    /// <param name="cancellationToken">Cancels the copy.</param>
+    /// <returns>The files written (not those already up to date).</returns>
+    /// <exception cref="ArgumentException">An output path leaves the job folder or the local folder.</exception>
+    public static async Task<IReadOnlyList<string>> CopyOutputsAsync(string jobFolder, IEnumerable<string> outputs, string localFolder,
+        IProgress<TransferProgress>? progress, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(outputs);
+        Directory.CreateDirectory(localFolder);
+        var sources = outputs.Distinct(StringComparer.Ordinal)
+            .Select(o => (Output: o, Source: ResolveInside(jobFolder, o, "output"))).Where(p => File.Exists(p.Source)).ToList();
+        var total = sources.Sum(p => new FileInfo(p.Source).Length);
+        var written = new List<string>();
+        long done = 0;
+        for (var i = 0; i < sources.Count; i++)
+        {
+            var (output, source) = sources[i];
+            progress?.Report(new TransferProgress(done, total, i, sources.Count, output));
+            var destination = ResolveInside(localFolder, output, "output");
+            var size = new FileInfo(source).Length;
+            if (!File.Exists(destination) || new FileInfo(destination).Length != size
+                || await Hashing.ContentHash.ComputeFileAsync(destination, cancellationToken).ConfigureAwait(false)
+                    != await Hashing.ContentHash.ComputeFileAsync(source, cancellationToken).ConfigureAwait(false))
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+                var temporary = destination + ".farm-partial";
+                File.Copy(source, temporary, overwrite: true);
+                File.Move(temporary, destination, overwrite: true);
+                written.Add(destination);
+            }
+
+            done += size;
+        }
+
+        progress?.Report(new TransferProgress(done, total, sources.Count, sources.Count, null));
+        return written;
+    }
 }

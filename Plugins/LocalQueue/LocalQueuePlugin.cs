@@ -214,35 +214,8 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
     {
         var seq = Seq(jobId);
         var folder = _store.GetFolder(seq) ?? throw new JobNotFoundException(jobId, Name);
-        var outputs = _store.GetTasks(seq).Where(t => t.Info.State == JobState.Completed)
-            .SelectMany(t => t.Spec.Outputs ?? []).Distinct(StringComparer.Ordinal).ToList();
-        Directory.CreateDirectory(localFolder);
-        var written = new List<string>();
-        var sources = outputs.Select(o => (Output: o, Source: JobPaths.ResolveInside(folder, o, "output"))).Where(p => File.Exists(p.Source)).ToList();
-        var total = sources.Sum(p => new FileInfo(p.Source).Length);
-        long done = 0;
-        for (var i = 0; i < sources.Count; i++)
-        {
-            var (output, source) = sources[i];
-            progress?.Report(new TransferProgress(done, total, i, sources.Count, output));
-            var destination = JobPaths.ResolveInside(localFolder, output, "output");
-            var size = new FileInfo(source).Length;
-            if (!File.Exists(destination) || new FileInfo(destination).Length != size
-                || await ContentHash.ComputeFileAsync(destination, cancellationToken).ConfigureAwait(false)
-                    != await ContentHash.ComputeFileAsync(source, cancellationToken).ConfigureAwait(false))
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-                var temporary = destination + ".farm-partial";
-                File.Copy(source, temporary, overwrite: true);
-                File.Move(temporary, destination, overwrite: true);
-                written.Add(destination);
-            }
-
-            done += size;
-        }
-
-        progress?.Report(new TransferProgress(done, total, sources.Count, sources.Count, null));
-        return written;
+        var outputs = _store.GetTasks(seq).Where(t => t.Info.State == JobState.Completed).SelectMany(t => t.Spec.Outputs ?? []);
+        return await JobPaths.CopyOutputsAsync(folder, outputs, localFolder, progress, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
