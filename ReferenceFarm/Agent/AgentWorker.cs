@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text;
 using FarmApi;
 using FarmApi.Hashing;
+using FarmApi.Processes;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -562,7 +563,7 @@ public sealed class AgentWorker : BackgroundService
                 return (1, -1, $"command {i + 1}: could not start '{command.Executable}': not found (no such file, or not on PATH)");
             }
 
-            var (exitCode, startError) = SpawnedProcess.IsSupported
+            var (exitCode, startError) = TaskProcess.IsSupported
                 ? await RunSpawnedAsync(executable, command, environment, folder, lease, output, any.Token).ConfigureAwait(false)
                 : await RunWithSetsidAsync(executable, command, environment, folder, lease, output, any.Token).ConfigureAwait(false);
             if (startError is not null)
@@ -597,10 +598,10 @@ public sealed class AgentWorker : BackgroundService
     private async Task<(int ExitCode, string? StartError)> RunSpawnedAsync(string executable, Protocol.Command command, Dictionary<string, string> environment,
         string folder, LeaseReply lease, OutputBuffer output, CancellationToken cancellationToken)
     {
-        SpawnedProcess process;
+        TaskProcess process;
         try
         {
-            process = SpawnedProcess.Start(executable, command.Arguments, FullEnvironment(environment), folder);
+            process = TaskProcess.Start(executable, command.Arguments, FullEnvironment(environment), folder);
         }
         catch (IOException ex)
         {

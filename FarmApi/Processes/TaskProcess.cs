@@ -2,14 +2,15 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
 
-namespace ReferenceFarm.Agent;
+namespace FarmApi.Processes;
 
 /// <summary>
 /// A task command started with <c>posix_spawn</c> in a session (and process group) of its own, its stdout and stderr on
-/// one pipe. <see cref="System.Diagnostics.Process"/> cannot make a new session, and going through the <c>setsid</c>
-/// executable costs a second <c>exec</c> per task (about as much as the task itself for short ones).
+/// one pipe, for adapters whose agents run task commands themselves. <see cref="System.Diagnostics.Process"/> cannot
+/// make a new session, and going through the <c>setsid</c> executable costs a second <c>exec</c> per task (about as
+/// much as the task itself for short ones). Linux only: check <see cref="IsSupported"/>.
 /// </summary>
-internal sealed unsafe partial class SpawnedProcess
+public sealed unsafe partial class TaskProcess
 {
     private const int PosixSpawnSetSigDef = 0x04;
     private const int PosixSpawnSetSigMask = 0x08;
@@ -23,7 +24,7 @@ internal sealed unsafe partial class SpawnedProcess
 
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private SpawnedProcess(int pid, FileStream output)
+    private TaskProcess(int pid, FileStream output)
     {
         Pid = pid;
         Output = output;
@@ -50,7 +51,7 @@ internal sealed unsafe partial class SpawnedProcess
     /// <param name="workingDirectory">Its working directory.</param>
     /// <returns>The process.</returns>
     /// <exception cref="IOException">It could not be started; the message says why.</exception>
-    public static SpawnedProcess Start(string executable, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment, string workingDirectory)
+    public static TaskProcess Start(string executable, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment, string workingDirectory)
     {
         var pipe = stackalloc int[2];
         if (Pipe2(pipe, OCloExec) != 0)
@@ -90,7 +91,7 @@ internal sealed unsafe partial class SpawnedProcess
             pipe[1] = -1;
             var output = new FileStream(new SafeFileHandle(pipe[0], ownsHandle: true), FileAccess.Read, bufferSize: 0);
             pipe[0] = -1;
-            return new SpawnedProcess(pid, output);
+            return new TaskProcess(pid, output);
         }
         finally
         {
@@ -150,8 +151,8 @@ internal sealed unsafe partial class SpawnedProcess
         return done.Task;
     }
 
-    /// <summary>Kills the process's whole group.</summary>
-    public void KillGroup() => TaskProcesses.KillGroup(Pid);
+    /// <summary>Kills the process's whole group (SIGKILL): the command and whatever it started.</summary>
+    public void KillGroup() => _ = Kill(-Pid, 9);
 
     private void WaitForExit()
     {
@@ -217,6 +218,9 @@ internal sealed unsafe partial class SpawnedProcess
 
     [LibraryImport("libc", EntryPoint = "pipe2", SetLastError = true)]
     private static partial int Pipe2(int* fds, int flags);
+
+    [LibraryImport("libc", EntryPoint = "kill")]
+    private static partial int Kill(int pid, int signal);
 
     [LibraryImport("libc", EntryPoint = "close")]
     private static partial int Close(int fd);
