@@ -22,14 +22,19 @@ public sealed unsafe partial class TaskProcess
     // Opaque glibc/musl structures, allocated larger than any libc makes them.
     private const int OpaqueSize = 1024;
 
+    private const int PollIn = 0x1;
+    private const int PPid = 1;
+    private const int WExited = 4;
+    private const int WNoHang = 1;
+    private const int WNoWait = 0x01000000;
+
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _waiter;
 
     private TaskProcess(int pid, FileStream output)
     {
         Pid = pid;
         Output = output;
-        var waiter = new Thread(WaitForExit) { IsBackground = true, Name = "task " + pid };
-        waiter.Start();
     }
 
     /// <summary>Whether this platform can spawn this way (Linux with glibc 2.29 or a libc as recent).</summary>
@@ -41,8 +46,99 @@ public sealed unsafe partial class TaskProcess
     /// <summary>Its stdout and stderr, merged in the order written.</summary>
     public FileStream Output { get; }
 
-    /// <summary>Completes with the exit code when the process ends: its status, or 128 + the signal that killed it.</summary>
-    public Task<int> Exited => _exited.Task;
+    /// <summary>
+    /// Completes with the exit code when the process ends: its status, or 128 + the signal that killed it. The first
+    /// use starts a thread that waits for the process; not to be mixed with <see cref="RunToEnd"/>.
+    /// </summary>
+    public Task<int> Exited
+    {
+        get
+        {
+            if (Interlocked.CompareExchange(ref _waiter, 1, 0) == 0)
+            {
+                new Thread(WaitForExit) { IsBackground = true, Name = "task " + Pid }.Start();
+            }
+
+            return _exited.Task;
+        }
+    }
+
+    /// <summary>
+    /// Reads the output on the calling thread as it comes, until the process has ended, then returns its exit code (as
+    /// <see cref="Exited"/>): no thread of its own, for agents that run one command at a time. Whatever the command
+    /// left running in its group is killed when it ends, so a stray background process cannot hold the output open.
+    /// Another thread stops it with <see cref="KillGroup"/>.
+    /// </summary>
+    /// <param name="append">Receives the output text, in order.</param>
+    /// <returns>The exit code.</returns>
+    /// <exception cref="InvalidOperationException"><see cref="Exited"/> or <see cref="PumpAsync"/> was used.</exception>
+    public int RunToEnd(Action<string> append)
+    {
+        ArgumentNullException.ThrowIfNull(append);
+        if (Interlocked.CompareExchange(ref _waiter, 2, 0) != 0)
+        {
+            throw new InvalidOperationException("RunToEnd cannot be mixed with Exited or PumpAsync.");
+        }
+
+        var decoder = Encoding.UTF8.GetDecoder();
+        var bytes = new byte[8192];
+        var chars = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
+        var descriptor = new PollDescriptor { Fd = (int)Output.SafeFileHandle.DangerousGetHandle(), Events = PollIn };
+        var ended = false;
+        var drainTimeouts = 0;
+        try
+        {
+            while (true)
+            {
+                descriptor.Revents = 0;
+                var ready = Poll(&descriptor, 1, 200);
+                if (ready > 0)
+                {
+                    var read = Output.Read(bytes, 0, bytes.Length);
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    var count = decoder.GetChars(bytes, 0, read, chars, 0, flush: false);
+                    append(new string(chars, 0, count));
+                    continue;
+                }
+
+                if (ready < 0 && Marshal.GetLastPInvokeError() == EIntr)
+                {
+                    continue;
+                }
+
+                if (ended)
+                {
+                    // The group was killed and the pipe is still open (a process that left the group): give up after ~5 s.
+                    if (++drainTimeouts >= 25)
+                    {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                if (HasEnded())
+                {
+                    // Still a zombie, so its process group cannot be reused yet: kill what it left behind.
+                    ended = true;
+                    KillGroup();
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        finally
+        {
+            Output.Dispose();
+        }
+
+        return Reap();
+    }
 
     /// <summary>Starts a command.</summary>
     /// <param name="executable">The executable's full path.</param>
@@ -122,6 +218,11 @@ public sealed unsafe partial class TaskProcess
     /// <returns>Completes at the end of the output.</returns>
     public Task PumpAsync(Action<string> append)
     {
+        if (Volatile.Read(ref _waiter) == 2)
+        {
+            throw new InvalidOperationException("PumpAsync cannot be mixed with RunToEnd.");
+        }
+
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var reader = new Thread(() =>
         {
@@ -154,20 +255,36 @@ public sealed unsafe partial class TaskProcess
     /// <summary>Kills the process's whole group (SIGKILL): the command and whatever it started.</summary>
     public void KillGroup() => _ = Kill(-Pid, 9);
 
-    private void WaitForExit()
+    private void WaitForExit() => _exited.SetResult(Reap());
+
+    private int Reap()
     {
         int status;
         while (WaitPid(Pid, &status, 0) < 0)
         {
             if (Marshal.GetLastPInvokeError() != EIntr)
             {
-                _exited.SetResult(-1);
-                return;
+                return -1;
             }
         }
 
         var signal = status & 0x7f;
-        _exited.SetResult(signal == 0 ? (status >> 8) & 0xff : 128 + signal);
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal;
+    }
+
+    private bool HasEnded()
+    {
+        // waitid with WNOWAIT: whether it has ended, leaving it to be reaped (siginfo_t is 128 bytes; si_pid at 16).
+        var info = stackalloc byte[128];
+        new Span<byte>(info, 128).Clear();
+        return WaitId(PPid, Pid, info, WExited | WNoHang | WNoWait) == 0 && *(int*)(info + 16) == Pid;
+    }
+
+    private struct PollDescriptor
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
     }
 
     private static byte** Strings(List<nint> owned, IReadOnlyList<string> values)
@@ -218,6 +335,12 @@ public sealed unsafe partial class TaskProcess
 
     [LibraryImport("libc", EntryPoint = "pipe2", SetLastError = true)]
     private static partial int Pipe2(int* fds, int flags);
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    private static partial int Poll(PollDescriptor* descriptors, nuint count, int timeoutMs);
+
+    [LibraryImport("libc", EntryPoint = "waitid", SetLastError = true)]
+    private static partial int WaitId(int idType, int id, byte* info, int options);
 
     [LibraryImport("libc", EntryPoint = "kill")]
     private static partial int Kill(int pid, int signal);

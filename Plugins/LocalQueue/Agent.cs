@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using FarmApi;
+using FarmApi.Processes;
 
 namespace FarmPlugins.LocalQueue;
 
@@ -39,6 +40,12 @@ internal sealed class Agent
     private readonly LocalQueuePaths _paths;
     private readonly SemaphoreSlim _wake = new(0);
     private readonly string _node;
+    private readonly object _beatGate = new();
+    private (long Seq, StreamWriter Writer)? _jobLog;
+    private RunningTask? _running;
+    private readonly Lazy<Dictionary<string, string>> _baseEnvironment = new(() =>
+        Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+            .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? string.Empty, StringComparer.Ordinal));
 
     public Agent(AgentOptions options)
     {
@@ -78,8 +85,11 @@ internal sealed class Agent
         Directory.CreateDirectory(_paths.Agents);
         await File.WriteAllTextAsync(_paths.AgentPidFile(_options.AgentId), Environment.ProcessId.ToString(CultureInfo.InvariantCulture), cancellationToken)
             .ConfigureAwait(false);
+        // Idempotent: an agent started by hand on a new data directory finds the schema too.
+        _store.Initialize();
         _store.Heartbeat(_options.AgentId, Environment.ProcessId);
-        using var watcher = new FileSystemWatcher(_paths.Root, LocalQueuePaths.WakeFileName)
+        Directory.CreateDirectory(_paths.WakeFolder);
+        using var watcher = new FileSystemWatcher(_paths.WakeFolder, LocalQueuePaths.WakeFileName)
         {
             NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.Attributes,
         };
@@ -87,32 +97,61 @@ internal sealed class Agent
         watcher.Created += (_, _) => Wake();
         watcher.EnableRaisingEvents = true;
 
+        using var heartbeat = new Timer(_ => Beat(), null, _options.Heartbeat, _options.Heartbeat);
         var lastWork = Stopwatch.StartNew();
-        var lastBeat = Stopwatch.StartNew();
         while (!cancellationToken.IsCancellationRequested)
         {
             var claimed = _store.Claim(_options.AgentId, _node, _options.Lease);
-            if (claimed is not null)
+            while (claimed is not null)
             {
-                await RunTaskAsync(claimed, cancellationToken).ConfigureAwait(false);
+                var exitCode = RunTask(claimed, cancellationToken);
                 lastWork.Restart();
-                continue;
+                if (exitCode is not { } code)
+                {
+                    claimed = cancellationToken.IsCancellationRequested ? null : _store.Claim(_options.AgentId, _node, _options.Lease);
+                }
+                else if (cancellationToken.IsCancellationRequested)
+                {
+                    _store.Report(claimed, _options.AgentId, code);
+                    claimed = null;
+                }
+                else
+                {
+                    // The report and the next claim in one transaction.
+                    claimed = _store.ReportAndClaim(claimed, _options.AgentId, code, _node, _options.Lease);
+                }
             }
 
+            CloseJobLog();
             if (lastWork.Elapsed > _options.Idle)
             {
                 return;
             }
 
-            if (lastBeat.Elapsed >= _options.Heartbeat)
-            {
-                _store.Heartbeat(_options.AgentId, Environment.ProcessId);
-                lastBeat.Restart();
-            }
-
-            var wait = Min(_options.Poll, _options.Heartbeat, _options.Idle - lastWork.Elapsed + TimeSpan.FromMilliseconds(10));
+            var wait = Min(_options.Poll, _options.Idle - lastWork.Elapsed + TimeSpan.FromMilliseconds(10));
             await _wake.WaitAsync(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>The job's render log, kept open while the agent runs tasks of that job (one open per job, not per task).</summary>
+    private StreamWriter JobLog(long seq)
+    {
+        if (_jobLog is { } open && open.Seq == seq)
+        {
+            return open.Writer;
+        }
+
+        CloseJobLog();
+        Directory.CreateDirectory(Path.GetDirectoryName(_paths.TaskLog(seq, "t"))!);
+        var writer = TaskLogWriter.Open(_paths.JobLog(seq));
+        _jobLog = (seq, writer);
+        return writer;
+    }
+
+    private void CloseJobLog()
+    {
+        _jobLog?.Writer.Dispose();
+        _jobLog = null;
     }
 
     private void Wake()
@@ -138,47 +177,36 @@ internal sealed class Agent
 
     private static TimeSpan Min(params TimeSpan[] values) => values.Min();
 
-    private async Task RunTaskAsync(ClaimedTask task, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs a claimed task on the calling thread; returns the exit code to report, or null when the attempt is no longer
+    /// this agent's. Its lease is renewed by the agent's heartbeat timer (<see cref="Beat"/>), which also notices a stop.
+    /// </summary>
+    private int? RunTask(ClaimedTask task, CancellationToken cancellationToken)
     {
-        var logs = new TaskLogWriter(_paths.JobLog(task.JobSeq), _paths.TaskLog(task.JobSeq, task.Spec.Id), task.Spec.Id);
-        await using var _ = logs.ConfigureAwait(false);
+        using var logs = new TaskLogWriter(JobLog(task.JobSeq), _paths.TaskLog(task.JobSeq, task.Spec.Id), task.Spec.Id);
         logs.Write($"attempt {task.Attempt} started on {_node}");
         var exitCode = 0;
         using var deadline = task.Spec.Timeout is { } timeout ? new CancellationTokenSource(timeout) : new CancellationTokenSource();
         using var leaseLost = new CancellationTokenSource();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, leaseLost.Token, cancellationToken);
-        using var heartbeat = new PeriodicTimer(_options.Heartbeat);
-        var beating = Task.Run(async () =>
+        Volatile.Write(ref _running, new RunningTask(task, leaseLost));
+        try
         {
-            try
+            foreach (var command in task.Spec.Commands)
             {
-                while (await heartbeat.WaitForNextTickAsync(linked.Token).ConfigureAwait(false))
+                exitCode = RunCommand(task, command, logs, linked.Token);
+                if (exitCode != 0)
                 {
-                    try
-                    {
-                        _store.Heartbeat(_options.AgentId, Environment.ProcessId);
-                        if (!_store.Renew(task, _options.AgentId, _options.Lease))
-                        {
-                            await leaseLost.CancelAsync().ConfigureAwait(false);
-                        }
-                    }
-                    catch (FarmPluginException)
-                    {
-                        // The database was busy for too long: the next tick tries again (the lease outlives a few misses).
-                    }
+                    break;
                 }
             }
-            catch (OperationCanceledException)
-            {
-            }
-        }, CancellationToken.None);
-
-        foreach (var command in task.Spec.Commands)
+        }
+        finally
         {
-            exitCode = await RunCommandAsync(task, command, logs, linked.Token).ConfigureAwait(false);
-            if (exitCode != 0)
+            lock (_beatGate)
             {
-                break;
+                // After this no heartbeat touches leaseLost, which is disposed on return.
+                Volatile.Write(ref _running, null);
             }
         }
 
@@ -201,19 +229,45 @@ internal sealed class Agent
             exitCode = 124;
         }
 
-        await linked.CancelAsync().ConfigureAwait(false);
-        await beating.ConfigureAwait(false);
         if (leaseLost.IsCancellationRequested)
         {
             logs.Write("attempt ended: the task was stopped or its lease was given to another agent");
-            return;
+            return null;
         }
 
         logs.Write(exitCode == 0 ? "completed" : $"failed with exit code {exitCode}");
-        _store.Report(task, _options.AgentId, exitCode);
+        return exitCode;
     }
 
-    private async Task<int> RunCommandAsync(ClaimedTask task, Command command, TaskLogWriter logs, CancellationToken cancellationToken)
+    /// <summary>The heartbeat: marks the agent alive and renews the running task's lease; a lost lease (or a stopped job) kills the task.</summary>
+    private void Beat()
+    {
+        if (!Monitor.TryEnter(_beatGate))
+        {
+            return; // the previous beat is still waiting for the database
+        }
+
+        try
+        {
+            _store.Heartbeat(_options.AgentId, Environment.ProcessId);
+            if (Volatile.Read(ref _running) is { } running && !_store.Renew(running.Task, _options.AgentId, _options.Lease))
+            {
+                running.LeaseLost.Cancel();
+            }
+        }
+        catch (FarmPluginException)
+        {
+            // The database was busy for too long: the next beat tries again (the lease outlives a few misses).
+        }
+        finally
+        {
+            Monitor.Exit(_beatGate);
+        }
+    }
+
+    private sealed record RunningTask(ClaimedTask Task, CancellationTokenSource LeaseLost);
+
+    private int RunCommand(ClaimedTask task, Command command, TaskLogWriter logs, CancellationToken cancellationToken)
     {
         var environment = new Dictionary<string, string>(task.Environment, StringComparer.Ordinal)
         {
@@ -230,6 +284,49 @@ internal sealed class Agent
             return 127;
         }
 
+        return TaskProcess.IsSupported
+            ? RunSpawned(task, command, executable, environment, logs, cancellationToken)
+            : RunWithSetsidAsync(task, command, executable, environment, logs, cancellationToken).GetAwaiter().GetResult();
+    }
+
+    private int RunSpawned(ClaimedTask task, Command command, string executable, Dictionary<string, string> environment,
+        TaskLogWriter logs, CancellationToken cancellationToken)
+    {
+        // posix_spawn in a session of its own: one exec per command, and stop or timeout kill the whole tree.
+        var all = new Dictionary<string, string>(_baseEnvironment.Value, StringComparer.Ordinal);
+        foreach (var (key, value) in environment)
+        {
+            all[key] = value;
+        }
+
+        TaskProcess process;
+        try
+        {
+            process = TaskProcess.Start(executable, command.Arguments, all, task.Folder);
+        }
+        catch (IOException ex)
+        {
+            logs.Write($"cannot run '{command.Executable}': {ex.Message}");
+            return 127;
+        }
+
+        _store.SetProcessGroup(task, _options.AgentId, process.Pid);
+        // The output is read on this thread until the command has ended (an agent runs one command at a time); a stop,
+        // a timeout or a lost lease kills its group from the token's callback.
+        var lines = new LineSplitter(logs.WriteOutput);
+        int exitCode;
+        using (cancellationToken.Register(process.KillGroup))
+        {
+            exitCode = process.RunToEnd(lines.Append);
+        }
+
+        lines.Flush();
+        return cancellationToken.IsCancellationRequested ? 137 : exitCode;
+    }
+
+    private async Task<int> RunWithSetsidAsync(ClaimedTask task, Command command, string executable, Dictionary<string, string> environment,
+        TaskLogWriter logs, CancellationToken cancellationToken)
+    {
         // setsid gives the task a process group of its own, so stop and timeout kill the whole tree.
         var info = new ProcessStartInfo("setsid")
         {
@@ -311,19 +408,72 @@ internal sealed class Agent
     }
 }
 
+/// <summary>Cuts a process's output into lines as it arrives (a line may span reads); <see cref="Flush"/> emits an unterminated last line.</summary>
+internal sealed class LineSplitter(Action<string> line)
+{
+    private readonly StringBuilder _pending = new();
+
+    public void Append(string text)
+    {
+        var start = 0;
+        int newline;
+        while ((newline = text.IndexOf('\n', start)) >= 0)
+        {
+            var end = newline > start && text[newline - 1] == '\r' ? newline - 1 : newline;
+            if (_pending.Length > 0)
+            {
+                _pending.Append(text, start, end - start);
+                if (_pending.Length > 0 && _pending[^1] == '\r')
+                {
+                    _pending.Length--;
+                }
+
+                line(_pending.ToString());
+                _pending.Clear();
+            }
+            else
+            {
+                line(text[start..end]);
+            }
+
+            start = newline + 1;
+        }
+
+        _pending.Append(text, start, text.Length - start);
+    }
+
+    public void Flush()
+    {
+        if (_pending.Length > 0)
+        {
+            line(_pending.ToString());
+            _pending.Clear();
+        }
+    }
+}
+
 /// <summary>Appends a task's output to the job's render log and the task's own log, each line stamped with the time and the task id.</summary>
-internal sealed class TaskLogWriter : IAsyncDisposable
+internal sealed class TaskLogWriter : IDisposable
 {
     private readonly object _gate = new();
     private readonly StreamWriter _job;
     private readonly StreamWriter _task;
     private readonly string _taskId;
 
-    public TaskLogWriter(string jobLog, string taskLog, string taskId)
+    /// <summary>Writes to <paramref name="job"/> (kept open by the agent across the tasks of one job, not disposed here) and to a new task log.</summary>
+    public TaskLogWriter(StreamWriter job, string taskLog, string taskId)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(taskLog)!);
-        _job = Open(jobLog);
-        _task = Open(taskLog);
+        _job = job;
+        try
+        {
+            _task = Open(taskLog);
+        }
+        catch (DirectoryNotFoundException)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(taskLog)!);
+            _task = Open(taskLog);
+        }
+
         _taskId = taskId;
     }
 
@@ -350,16 +500,13 @@ internal sealed class TaskLogWriter : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await _job.DisposeAsync().ConfigureAwait(false);
-        await _task.DisposeAsync().ConfigureAwait(false);
-    }
+    public void Dispose() => _task.Dispose();
 
-    private static StreamWriter Open(string path)
+    public static StreamWriter Open(string path)
     {
-        var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1 << 16);
-        return new StreamWriter(stream, new UTF8Encoding(false), 1 << 16) { AutoFlush = false };
+        // Lines are flushed one by one: small buffers (two files are opened per task).
+        var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1 << 12);
+        return new StreamWriter(stream, new UTF8Encoding(false), 1 << 12) { AutoFlush = false };
     }
 }
 

@@ -28,7 +28,13 @@ internal sealed class LocalQueuePaths
 
     public string AgentsLock => Path.Combine(Root, "agents.lock");
 
-    public string Wake => Path.Combine(Root, WakeFileName);
+    /// <summary>
+    /// The folder agents watch for the wake file: a folder of its own, since the data directory's database and its WAL
+    /// change on every transaction and a watch there woke every agent for each of them.
+    /// </summary>
+    public string WakeFolder => Path.Combine(Root, "wake.d");
+
+    public string Wake => Path.Combine(WakeFolder, WakeFileName);
 
     public string JobLogFolder(long seq) => Path.Combine(Logs, seq.ToString(CultureInfo.InvariantCulture));
 

@@ -434,6 +434,7 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
 
     private void TouchWake()
     {
+        Directory.CreateDirectory(_paths.WakeFolder);
         File.WriteAllText(_paths.Wake, TimeProvider.GetUtcNow().ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture));
     }
 

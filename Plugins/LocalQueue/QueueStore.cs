@@ -93,6 +93,10 @@ internal sealed class QueueStore
                   completed_at INTEGER,
                   PRIMARY KEY(job_seq, idx));
                 CREATE INDEX IF NOT EXISTS tasks_ready ON tasks(state, deps_pending);
+                -- A job's next runnable task, "any task left?" and counts by state: index lookups, not scans of the job.
+                CREATE INDEX IF NOT EXISTS tasks_by_job_state ON tasks(job_seq, state, deps_pending, idx);
+                -- The active jobs in claim order, whatever the number of finished jobs kept.
+                CREATE INDEX IF NOT EXISTS jobs_active ON jobs(priority DESC, seq) WHERE state IN (0,1);
                 CREATE TABLE IF NOT EXISTS deps(job_seq INTEGER NOT NULL, idx INTEGER NOT NULL, dep_idx INTEGER NOT NULL);
                 CREATE INDEX IF NOT EXISTS deps_by_dep ON deps(job_seq, dep_idx);
                 CREATE TABLE IF NOT EXISTS agents(id TEXT PRIMARY KEY, pid INTEGER NOT NULL, heartbeat INTEGER NOT NULL);
@@ -168,41 +172,80 @@ internal sealed class QueueStore
         return Run(connection =>
         {
             using var transaction = Begin(connection);
-            RequeueLapsed(connection);
-            using var select = connection.CreateCommand();
-            select.CommandText = """
-                SELECT t.job_seq, t.idx, t.spec, t.attempts, j.id, j.folder, j.environment FROM tasks t JOIN jobs j ON j.seq=t.job_seq
-                WHERE t.state=0 AND t.deps_pending=0 AND j.state IN (0,1)
-                ORDER BY j.priority DESC, j.seq, t.idx LIMIT 1
-                """;
-            ClaimedTask? claimed = null;
-            using (var reader = select.ExecuteReader())
-            {
-                if (reader.Read())
-                {
-                    claimed = new ClaimedTask(reader.GetInt64(0), reader.GetInt32(1), reader.GetString(4), reader.GetString(5),
-                        JsonSerializer.Deserialize<TaskSpec>(reader.GetString(2), Json)!, reader.GetInt32(3) + 1,
-                        JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(6), Json) ?? []);
-                }
-            }
-
-            if (claimed is null)
-            {
-                transaction.Commit();
-                return null;
-            }
-
-            var now = Now;
-            Execute(connection, """
-                UPDATE tasks SET state=1, attempts=$a, lease_owner=$o, lease_expiry=$e, node=$n, pgid=NULL, exit_code=NULL,
-                  started_at=$now, completed_at=NULL WHERE job_seq=$s AND idx=$i
-                """,
-                ("$a", claimed.Attempt), ("$o", agentId), ("$e", now + (long)lease.TotalMilliseconds), ("$n", node), ("$now", now),
-                ("$s", claimed.JobSeq), ("$i", claimed.Index));
-            UpdateJobState(connection, claimed.JobSeq);
+            var claimed = ClaimCore(connection, agentId, node, lease);
             transaction.Commit();
             return claimed;
         });
+    }
+
+    /// <summary>
+    /// Reports an attempt's end and claims the agent's next task in one transaction (one commit per task, not two: the
+    /// queue's write lock is what two agents contend for). The report is ignored when the attempt was superseded.
+    /// </summary>
+    public ClaimedTask? ReportAndClaim(ClaimedTask task, string agentId, int exitCode, string node, TimeSpan lease)
+    {
+        return Run(connection =>
+        {
+            using var transaction = Begin(connection);
+            ReportCore(connection, task, agentId, exitCode, 1);
+            var claimed = ClaimCore(connection, agentId, node, lease);
+            transaction.Commit();
+            return claimed;
+        });
+    }
+
+    private ClaimedTask? ClaimCore(SqliteConnection connection, string agentId, string node, TimeSpan lease)
+    {
+        RequeueLapsed(connection);
+        // Jobs in priority then submission order, then the job's first runnable task through tasks_by_job_state: each
+        // claim costs a few index lookups, whatever the number of tasks queued (one ORDER BY over every ready task of
+        // every job made dispatch quadratic).
+        (long Seq, string Id, string Folder, string Environment)? job = null;
+        using (var jobs = connection.CreateCommand())
+        {
+            jobs.CommandText = """
+                SELECT seq, id, folder, environment FROM jobs j INDEXED BY jobs_active WHERE state IN (0,1)
+                  AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_seq=j.seq AND t.state=0 AND t.deps_pending=0)
+                ORDER BY priority DESC, seq LIMIT 1
+                """;
+            using var reader = jobs.ExecuteReader();
+            if (reader.Read())
+            {
+                job = (reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3));
+            }
+        }
+
+        ClaimedTask? claimed = null;
+        if (job is { } found)
+        {
+            using var select = connection.CreateCommand();
+            select.CommandText = "SELECT idx, spec, attempts FROM tasks WHERE job_seq=$s AND state=0 AND deps_pending=0 ORDER BY idx LIMIT 1";
+            select.Parameters.AddWithValue("$s", found.Seq);
+            using var reader = select.ExecuteReader();
+            if (reader.Read())
+            {
+                claimed = new ClaimedTask(found.Seq, reader.GetInt32(0), found.Id, found.Folder,
+                    JsonSerializer.Deserialize<TaskSpec>(reader.GetString(1), Json)!, reader.GetInt32(2) + 1,
+                    JsonSerializer.Deserialize<Dictionary<string, string>>(found.Environment, Json) ?? []);
+            }
+        }
+
+        if (claimed is null)
+        {
+            return null;
+        }
+
+        var now = Now;
+        Execute(connection, """
+            UPDATE tasks SET state=1, attempts=$a, lease_owner=$o, lease_expiry=$e, node=$n, pgid=NULL, exit_code=NULL,
+              started_at=$now, completed_at=NULL WHERE job_seq=$s AND idx=$i
+            """,
+            ("$a", claimed.Attempt), ("$o", agentId), ("$e", now + (long)lease.TotalMilliseconds), ("$n", node), ("$now", now),
+            ("$s", claimed.JobSeq), ("$i", claimed.Index));
+        // A claimed task can only move its job from Waiting to Running.
+        Execute(connection, "UPDATE jobs SET state=1, started_at=ifnull(started_at,$now) WHERE seq=$s AND state=0",
+            ("$now", now), ("$s", claimed.JobSeq));
+        return claimed;
     }
 
     /// <summary>Records the process group of a running attempt, so a stop from any process can kill it.</summary>
@@ -223,41 +266,51 @@ internal sealed class QueueStore
         return Run(connection =>
         {
             using var transaction = Begin(connection);
-            var owner = Scalar(connection, "SELECT lease_owner FROM tasks WHERE job_seq=$s AND idx=$i AND state=1 AND attempts=$a",
-                ("$s", task.JobSeq), ("$i", task.Index), ("$a", task.Attempt));
-            if (owner is not string o || o != agentId)
-            {
-                transaction.Commit();
-                return false;
-            }
-
-            var now = Now;
-            if (exitCode == 0)
-            {
-                Execute(connection, "UPDATE tasks SET state=2, exit_code=0, completed_at=$now, lease_owner=NULL, pgid=NULL WHERE job_seq=$s AND idx=$i",
-                    ("$now", now), ("$s", task.JobSeq), ("$i", task.Index));
-                Execute(connection, """
-                    UPDATE tasks SET deps_pending=deps_pending-1
-                    WHERE job_seq=$s AND idx IN (SELECT idx FROM deps WHERE job_seq=$s AND dep_idx=$i)
-                    """, ("$s", task.JobSeq), ("$i", task.Index));
-            }
-            else
-            {
-                var maxAttempts = Convert.ToInt32(Scalar(connection, "SELECT max_attempts FROM jobs WHERE seq=$s", ("$s", task.JobSeq)) ?? maxAttemptsFallback,
-                    CultureInfo.InvariantCulture);
-                var final = task.Attempt >= maxAttempts;
-                Execute(connection, "UPDATE tasks SET state=$st, exit_code=$x, completed_at=$now, lease_owner=NULL, pgid=NULL WHERE job_seq=$s AND idx=$i",
-                    ("$st", final ? Failed : Waiting), ("$x", exitCode), ("$now", now), ("$s", task.JobSeq), ("$i", task.Index));
-                if (final)
-                {
-                    FailDependents(connection, task.JobSeq, task.Index);
-                }
-            }
-
-            UpdateJobState(connection, task.JobSeq);
+            var applied = ReportCore(connection, task, agentId, exitCode, maxAttemptsFallback);
             transaction.Commit();
-            return true;
+            return applied;
         });
+    }
+
+    private bool ReportCore(SqliteConnection connection, ClaimedTask task, string agentId, int exitCode, int maxAttemptsFallback)
+    {
+        var owner = Scalar(connection, "SELECT lease_owner FROM tasks WHERE job_seq=$s AND idx=$i AND state=1 AND attempts=$a",
+            ("$s", task.JobSeq), ("$i", task.Index), ("$a", task.Attempt));
+        if (owner is not string o || o != agentId)
+        {
+            return false;
+        }
+
+        var now = Now;
+        if (exitCode == 0)
+        {
+            Execute(connection, "UPDATE tasks SET state=2, exit_code=0, completed_at=$now, lease_owner=NULL, pgid=NULL WHERE job_seq=$s AND idx=$i",
+                ("$now", now), ("$s", task.JobSeq), ("$i", task.Index));
+            Execute(connection, """
+                UPDATE tasks SET deps_pending=deps_pending-1
+                WHERE job_seq=$s AND idx IN (SELECT idx FROM deps WHERE job_seq=$s AND dep_idx=$i)
+                """, ("$s", task.JobSeq), ("$i", task.Index));
+            // A success changes the job's state only when it was the last task left: the common case is one index lookup.
+            if (Scalar(connection, "SELECT 1 FROM tasks WHERE job_seq=$s AND state IN (0,1) LIMIT 1", ("$s", task.JobSeq)) is not null)
+            {
+                return true;
+            }
+        }
+        else
+        {
+            var maxAttempts = Convert.ToInt32(Scalar(connection, "SELECT max_attempts FROM jobs WHERE seq=$s", ("$s", task.JobSeq)) ?? maxAttemptsFallback,
+                CultureInfo.InvariantCulture);
+            var final = task.Attempt >= maxAttempts;
+            Execute(connection, "UPDATE tasks SET state=$st, exit_code=$x, completed_at=$now, lease_owner=NULL, pgid=NULL WHERE job_seq=$s AND idx=$i",
+                ("$st", final ? Failed : Waiting), ("$x", exitCode), ("$now", now), ("$s", task.JobSeq), ("$i", task.Index));
+            if (final)
+            {
+                FailDependents(connection, task.JobSeq, task.Index);
+            }
+        }
+
+        UpdateJobState(connection, task.JobSeq);
+        return true;
     }
 
     /// <summary>Cancels a job: its waiting and running tasks are cancelled; returns the process groups to kill.</summary>
