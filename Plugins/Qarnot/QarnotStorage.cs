@@ -19,7 +19,9 @@ internal sealed record UploadResult(int Uploaded, int Skipped, long BytesSent);
 /// <summary>
 /// Qarnot's S3 storage (Ceph) with AWSSDK.S3, the way the official SDKs use it: access key = the account's email,
 /// secret = the API token, path-style, checksums only when required, multipart above 8 MiB in 8 MiB parts, several
-/// requests in flight; a file whose ETag already matches is not sent again.
+/// requests in flight; a file whose ETag already matches is not sent again. Bodies go with their SHA-256 in the signature
+/// (<c>UseChunkEncoding = false</c>), as the Python SDK sends them, not as <c>aws-chunked</c> streams: the storage then
+/// neither decodes nor verifies a signature per 64 KiB chunk, and the client signs once per request.
 /// </summary>
 internal sealed class QarnotStorage : IDisposable
 {
@@ -189,7 +191,7 @@ internal sealed class QarnotStorage : IDisposable
 
     public Task PutTextAsync(string bucket, string key, string text, CancellationToken cancellationToken) => RunAsync(async () =>
     {
-        await _s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, ContentBody = text }, cancellationToken).ConfigureAwait(false);
+        await _s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, ContentBody = text, UseChunkEncoding = false }, cancellationToken).ConfigureAwait(false);
         return true;
     }, $"write s3://{bucket}/{key}");
 
@@ -333,7 +335,7 @@ internal sealed class QarnotStorage : IDisposable
         await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var response = await RunAsync(() => _s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, FilePath = local }, cancellationToken),
+            var response = await RunAsync(() => _s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, FilePath = local, UseChunkEncoding = false }, cancellationToken),
                 $"upload {local} to s3://{bucket}/{key}").ConfigureAwait(false);
             Interlocked.Add(ref _contentBytesSent, new FileInfo(local).Length);
             CheckEtag(bucket, key, expectedEtag, response.ETag);
@@ -372,6 +374,7 @@ internal sealed class QarnotStorage : IDisposable
                             PartSize = length,
                             FilePath = local,
                             FilePosition = position,
+                            UseChunkEncoding = false,
                         }, ct), $"upload part {number} of s3://{bucket}/{key}").ConfigureAwait(false);
                         etags[number] = response.ETag;
                     }

@@ -33,6 +33,9 @@ public sealed class S3rverServer : IAsyncDisposable
 
     public Uri Url { get; private set; } = null!;
 
+    /// <summary>The Node process's id (the upload bench reads its CPU time).</summary>
+    public int ProcessId => _process?.Id ?? throw new InvalidOperationException("s3rver is not running");
+
     public static string PackageDirectory
     {
         get
