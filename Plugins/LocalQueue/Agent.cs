@@ -51,7 +51,7 @@ internal sealed class Agent
     {
         _options = options;
         _paths = new LocalQueuePaths(options.DataDirectory);
-        _store = new QueueStore(_paths.Database, TimeProvider.System);
+        _store = new QueueStore(_paths.Database, TimeProvider.System, keepConnection: true);
         _node = $"{Environment.MachineName}/{options.AgentId}";
     }
 

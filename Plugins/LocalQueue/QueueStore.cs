@@ -27,13 +27,21 @@ internal sealed class QueueStore
     private readonly string _connectionString;
     private readonly TimeProvider _clock;
     private readonly string _pragmas;
+    private readonly SqliteConnection? _kept;
 
-    public QueueStore(string databasePath, TimeProvider clock, TimeSpan? busyTimeout = null)
+    /// <param name="databasePath">The database file.</param>
+    /// <param name="clock">The clock.</param>
+    /// <param name="busyTimeout">How long a change waits for the write lock.</param>
+    /// <param name="keepConnection">
+    /// One connection kept open and shared under a lock (an agent: one task at a time plus its heartbeat) instead of a
+    /// pooled connection and its pragmas per call.
+    /// </param>
+    public QueueStore(string databasePath, TimeProvider clock, TimeSpan? busyTimeout = null, bool keepConnection = false)
     {
         DatabasePath = databasePath;
         _clock = clock;
         var busy = (long)(busyTimeout ?? TimeSpan.FromSeconds(15)).TotalMilliseconds;
-        _pragmas = string.Create(CultureInfo.InvariantCulture, $"PRAGMA busy_timeout={busy}; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;");
+        _pragmas = string.Create(CultureInfo.InvariantCulture, $"PRAGMA busy_timeout={busy}; PRAGMA synchronous=NORMAL;");
         _connectionString = new SqliteConnectionStringBuilder
         {
             DataSource = databasePath,
@@ -42,6 +50,7 @@ internal sealed class QueueStore
             // Microsoft.Data.Sqlite retries SQLITE_BUSY itself until the command timeout: the same bound as busy_timeout.
             DefaultTimeout = (int)Math.Max(1, Math.Ceiling((busyTimeout ?? TimeSpan.FromSeconds(15)).TotalSeconds)),
         }.ToString();
+        _kept = keepConnection ? new SqliteConnection(_connectionString) : null;
     }
 
     public string DatabasePath { get; }
@@ -671,6 +680,20 @@ internal sealed class QueueStore
     {
         try
         {
+            if (_kept is not null)
+            {
+                lock (_kept)
+                {
+                    if (_kept.State != System.Data.ConnectionState.Open)
+                    {
+                        _kept.Open();
+                        Execute(_kept, _pragmas);
+                    }
+
+                    return action(_kept);
+                }
+            }
+
             using var connection = new SqliteConnection(_connectionString);
             connection.Open();
             Execute(connection, _pragmas);
