@@ -1,15 +1,30 @@
-using System.Collections.Concurrent;
+using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
+using Microsoft.Win32.SafeHandles;
 
 namespace ReferenceFarm.Server;
 
-/// <summary>Job and task logs as append-only UTF-8 files under the data folder; read by byte offset.</summary>
+/// <summary>
+/// Job and task logs under the data folder, append-only UTF-8, read by byte offset. Each job has a folder with its job log
+/// (<c>job.log</c>) and its tasks' logs packed in one file (<c>tasks.pack</c>, chunks appended as they come) with an index of
+/// the chunks (<c>tasks.idx</c>: task index, offset, length): creating a file per task cost more than everything else the
+/// server does for a short task. Jobs written by an earlier version keep their <c>task-N.log</c> files.
+/// </summary>
 public sealed class LogStore
 {
+    /// <summary>The largest slice one read returns.</summary>
+    public const int MaxRead = 1 << 20;
+
+    /// <summary>How many files stay open for appending at most.</summary>
+    private const int MaxOpenFiles = 256;
+
+    private const int IndexRecordSize = 16;
+
     private readonly string _root;
-    private readonly ConcurrentDictionary<string, SemaphoreSlim> _locks = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, byte> _folders = new(StringComparer.Ordinal);
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, OpenLog> _open = new(StringComparer.Ordinal);
+    private readonly Dictionary<long, TaskLogs> _tasks = [];
 
     /// <summary>Keeps logs under <paramref name="root"/>.</summary>
     /// <param name="root">The logs folder.</param>
@@ -19,13 +34,12 @@ public sealed class LogStore
         Directory.CreateDirectory(root);
     }
 
-    /// <summary>The largest slice one read returns.</summary>
-    public const int MaxRead = 1 << 20;
+    private string Folder(long jobSeq) => Path.Combine(_root, jobSeq.ToString(CultureInfo.InvariantCulture));
 
-    private string JobLog(long jobSeq) => Path.Combine(_root, jobSeq.ToString(CultureInfo.InvariantCulture), "job.log");
+    private string JobLog(long jobSeq) => Path.Combine(Folder(jobSeq), "job.log");
 
-    private string TaskLog(long jobSeq, int taskIndex) =>
-        Path.Combine(_root, jobSeq.ToString(CultureInfo.InvariantCulture), "task-" + taskIndex.ToString(CultureInfo.InvariantCulture) + ".log");
+    private string LegacyTaskLog(long jobSeq, int taskIndex) =>
+        Path.Combine(Folder(jobSeq), "task-" + taskIndex.ToString(CultureInfo.InvariantCulture) + ".log");
 
     /// <summary>Appends a task's output to its task log, and to the job log with each line tagged by the task id.</summary>
     /// <param name="jobSeq">The job.</param>
@@ -34,21 +48,27 @@ public sealed class LogStore
     /// <param name="text">The text.</param>
     /// <param name="cancellationToken">Cancels the write.</param>
     /// <returns>A task.</returns>
-    public async Task AppendTaskOutputAsync(long jobSeq, int taskIndex, string taskId, string text, CancellationToken cancellationToken = default)
+    public Task AppendTaskOutputAsync(long jobSeq, int taskIndex, string taskId, string text, CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         if (text.Length == 0)
         {
-            return;
+            return Task.CompletedTask;
         }
 
-        await AppendAsync(TaskLog(jobSeq, taskIndex), text, cancellationToken).ConfigureAwait(false);
         var tagged = new StringBuilder();
         foreach (var line in text.TrimEnd('\n').Split('\n'))
         {
             tagged.Append('[').Append(taskId).Append("] ").Append(line).Append('\n');
         }
 
-        await AppendAsync(JobLog(jobSeq), tagged.ToString(), cancellationToken).ConfigureAwait(false);
+        lock (_gate)
+        {
+            AppendTask(jobSeq, taskIndex, text);
+            Append(JobLog(jobSeq), tagged.ToString());
+        }
+
+        return Task.CompletedTask;
     }
 
     /// <summary>Appends a line the server writes about a task (started, completed, requeued) to both logs.</summary>
@@ -58,10 +78,16 @@ public sealed class LogStore
     /// <param name="line">The line, without its newline.</param>
     /// <param name="cancellationToken">Cancels the write.</param>
     /// <returns>A task.</returns>
-    public async Task AppendEventAsync(long jobSeq, int taskIndex, string taskId, string line, CancellationToken cancellationToken = default)
+    public Task AppendEventAsync(long jobSeq, int taskIndex, string taskId, string line, CancellationToken cancellationToken = default)
     {
-        await AppendAsync(TaskLog(jobSeq, taskIndex), "== " + line + "\n", cancellationToken).ConfigureAwait(false);
-        await AppendAsync(JobLog(jobSeq), "[" + taskId + "] == " + line + "\n", cancellationToken).ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            AppendTask(jobSeq, taskIndex, "== " + line + "\n");
+            Append(JobLog(jobSeq), "[" + taskId + "] == " + line + "\n");
+        }
+
+        return Task.CompletedTask;
     }
 
     /// <summary>Appends a line the server writes about the whole job (stopped, restarted) to the job log.</summary>
@@ -69,8 +95,16 @@ public sealed class LogStore
     /// <param name="line">The line, without its newline.</param>
     /// <param name="cancellationToken">Cancels the write.</param>
     /// <returns>A task.</returns>
-    public Task AppendJobEventAsync(long jobSeq, string line, CancellationToken cancellationToken = default) =>
-        AppendAsync(JobLog(jobSeq), "== " + line + "\n", cancellationToken);
+    public Task AppendJobEventAsync(long jobSeq, string line, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            Append(JobLog(jobSeq), "== " + line + "\n");
+        }
+
+        return Task.CompletedTask;
+    }
 
     /// <summary>Reads a log from a byte offset, never splitting a UTF-8 character.</summary>
     /// <param name="jobSeq">The job.</param>
@@ -80,33 +114,62 @@ public sealed class LogStore
     /// <returns>The bytes read and the log's length.</returns>
     public async Task<(byte[] Bytes, long Length)> ReadAsync(long jobSeq, int? taskIndex, long offset, CancellationToken cancellationToken = default)
     {
-        var path = taskIndex is null ? JobLog(jobSeq) : TaskLog(jobSeq, taskIndex.Value);
+        List<(long Offset, long Length)>? chunks = null;
+        string path;
+        lock (_gate)
+        {
+            path = JobLog(jobSeq);
+            if (taskIndex is { } index)
+            {
+                var logs = TaskLogsOf(jobSeq);
+                if (logs.Legacy)
+                {
+                    path = LegacyTaskLog(jobSeq, index);
+                }
+                else
+                {
+                    chunks = logs.Chunks.TryGetValue(index, out var found) ? [.. found.Select(c => (c.Offset, (long)c.Length))] : [];
+                    path = logs.PackPath;
+                }
+            }
+        }
+
         if (!File.Exists(path))
         {
             return ([], 0);
         }
 
-        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16, FileOptions.Asynchronous);
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.Asynchronous);
         await using (stream.ConfigureAwait(false))
         {
-            var length = stream.Length;
+            // A task's log is its chunks of the pack, in order; a job log (or a legacy task log) is one chunk, the whole file.
+            chunks ??= [(0, stream.Length)];
+            var length = chunks.Sum(c => c.Length);
             if (offset >= length)
             {
                 return ([], length);
             }
 
-            stream.Position = offset;
             var buffer = new byte[(int)Math.Min(MaxRead, length - offset)];
             var read = 0;
-            while (read < buffer.Length)
+            var start = 0L;
+            foreach (var (chunkOffset, chunkLength) in chunks)
             {
-                var n = await stream.ReadAsync(buffer.AsMemory(read), cancellationToken).ConfigureAwait(false);
-                if (n == 0)
+                if (read == buffer.Length)
                 {
                     break;
                 }
 
-                read += n;
+                if (start + chunkLength > offset)
+                {
+                    var skip = Math.Max(0, offset - start);
+                    var count = (int)Math.Min(chunkLength - skip, buffer.Length - read);
+                    stream.Position = chunkOffset + skip;
+                    await stream.ReadExactlyAsync(buffer.AsMemory(read, count), cancellationToken).ConfigureAwait(false);
+                    read += count;
+                }
+
+                start += chunkLength;
             }
 
             // Stop before a partial UTF-8 sequence at the end: the next read starts with it.
@@ -135,38 +198,143 @@ public sealed class LogStore
     /// <param name="jobSeq">The job.</param>
     public void DeleteJob(long jobSeq)
     {
-        var folder = Path.Combine(_root, jobSeq.ToString(CultureInfo.InvariantCulture));
-        _folders.TryRemove(folder, out _);
-        if (Directory.Exists(folder))
+        var folder = Folder(jobSeq);
+        lock (_gate)
         {
-            Directory.Delete(folder, recursive: true);
+            foreach (var path in _open.Keys.Where(p => Path.GetDirectoryName(p) == folder).ToList())
+            {
+                _open.Remove(path, out var file);
+                file!.Handle.Dispose();
+            }
+
+            _tasks.Remove(jobSeq);
+            if (Directory.Exists(folder))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
         }
     }
 
-    private async Task AppendAsync(string path, string text, CancellationToken cancellationToken)
+    /// <summary>A job's task logs: where each task's chunks are in the pack. Called under the gate.</summary>
+    private TaskLogs TaskLogsOf(long jobSeq)
     {
-        var gate = _locks.GetOrAdd(path, _ => new SemaphoreSlim(1, 1));
-        await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        if (_tasks.TryGetValue(jobSeq, out var logs))
         {
-            var folder = Path.GetDirectoryName(path)!;
-            if (!_folders.ContainsKey(folder))
-            {
-                // Marked only once it exists: a concurrent append to another file of the same job must not skip ahead of it.
-                Directory.CreateDirectory(folder);
-                _folders.TryAdd(folder, 0);
-            }
+            return logs;
+        }
 
-            // Small appends: a plain buffered write is cheaper than an asynchronous file handle.
-            var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
-            await using (stream.ConfigureAwait(false))
+        var folder = Folder(jobSeq);
+        var indexPath = Path.Combine(folder, "tasks.idx");
+        logs = new TaskLogs(Path.Combine(folder, "tasks.pack"), indexPath,
+            Legacy: !File.Exists(indexPath) && Directory.Exists(folder) && Directory.EnumerateFiles(folder, "task-*.log").Any());
+        if (File.Exists(indexPath))
+        {
+            var index = File.ReadAllBytes(indexPath);
+            // A record cut short by a crash is ignored (its chunk was written first, and is simply not referred to).
+            for (var at = 0; at + IndexRecordSize <= index.Length; at += IndexRecordSize)
             {
-                await stream.WriteAsync(Encoding.UTF8.GetBytes(text), cancellationToken).ConfigureAwait(false);
+                var record = index.AsSpan(at, IndexRecordSize);
+                logs.Add(BinaryPrimitives.ReadInt32LittleEndian(record), BinaryPrimitives.ReadInt64LittleEndian(record[4..]),
+                    BinaryPrimitives.ReadInt32LittleEndian(record[12..]));
             }
         }
-        finally
+
+        _tasks[jobSeq] = logs;
+        return logs;
+    }
+
+    /// <summary>Appends to a task's log. Called under the gate.</summary>
+    private void AppendTask(long jobSeq, int taskIndex, string text)
+    {
+        var logs = TaskLogsOf(jobSeq);
+        if (logs.Legacy)
         {
-            gate.Release();
+            Append(LegacyTaskLog(jobSeq, taskIndex), text);
+            return;
+        }
+
+        // The chunk first, then its index record: a crash between the two leaves bytes nothing refers to, never a record
+        // pointing at bytes that are not there.
+        var (offset, length) = Append(logs.PackPath, text);
+        Span<byte> record = stackalloc byte[IndexRecordSize];
+        BinaryPrimitives.WriteInt32LittleEndian(record, taskIndex);
+        BinaryPrimitives.WriteInt64LittleEndian(record[4..], offset);
+        BinaryPrimitives.WriteInt32LittleEndian(record[12..], length);
+        var file = OpenForAppend(logs.IndexPath);
+        // Whole records only, even after a torn one.
+        file.Length -= file.Length % IndexRecordSize;
+        Write(logs.IndexPath, file, record);
+        logs.Add(taskIndex, offset, length);
+    }
+
+    /// <summary>Appends text to a file through a handle kept open: one pwrite, not an open, a write and a close. Called under the gate.</summary>
+    private (long Offset, int Length) Append(string path, string text)
+    {
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var file = OpenForAppend(path);
+        var offset = file.Length;
+        Write(path, file, bytes);
+        return (offset, bytes.Length);
+    }
+
+    private void Write(string path, OpenLog file, ReadOnlySpan<byte> bytes)
+    {
+        try
+        {
+            RandomAccess.Write(file.Handle, bytes, file.Length);
+            file.Length += bytes.Length;
+        }
+        catch
+        {
+            _open.Remove(path);
+            file.Handle.Dispose();
+            throw;
+        }
+    }
+
+    private OpenLog OpenForAppend(string path)
+    {
+        if (_open.TryGetValue(path, out var file))
+        {
+            return file;
+        }
+
+        if (_open.Count >= MaxOpenFiles)
+        {
+            foreach (var open in _open.Values)
+            {
+                open.Handle.Dispose();
+            }
+
+            _open.Clear();
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+        file = new OpenLog(handle, RandomAccess.GetLength(handle));
+        _open[path] = file;
+        return file;
+    }
+
+    private sealed class OpenLog(SafeFileHandle handle, long length)
+    {
+        public SafeFileHandle Handle { get; } = handle;
+
+        public long Length { get; set; } = length;
+    }
+
+    private sealed record TaskLogs(string PackPath, string IndexPath, bool Legacy)
+    {
+        public Dictionary<int, List<(long Offset, int Length)>> Chunks { get; } = [];
+
+        public void Add(int taskIndex, long offset, int length)
+        {
+            if (!Chunks.TryGetValue(taskIndex, out var chunks))
+            {
+                Chunks[taskIndex] = chunks = [];
+            }
+
+            chunks.Add((offset, length));
         }
     }
 }

@@ -333,29 +333,29 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
             }
         }
 
-        // The tail and the outcome line go in before the state changes, so a reader who sees the job finished has its whole log.
-        var current = await farm.Store.FindCurrentLeaseAsync(request.JobId, request.TaskId, request.Lease, request.Agent, context.CancellationToken).ConfigureAwait(false);
-        if (current is null)
-        {
-            Log.StaleReport(logger, request.Agent, request.JobId, request.TaskId, request.Lease);
-            throw new RpcException(new Status(StatusCode.FailedPrecondition,
-                $"Report rejected: lease {request.Lease} of {request.JobId}/{request.TaskId} is no longer current (superseded or stopped)."));
-        }
-
-        if (!request.LogTail.IsEmpty)
-        {
-            await farm.Logs.AppendTaskOutputAsync(current.Value.Seq, current.Value.Index, request.TaskId, request.LogTail.ToStringUtf8(), context.CancellationToken)
-                .ConfigureAwait(false);
-        }
-
         var what = request.Outcome switch
         {
             0 => $"completed on {request.Agent} (exit {request.ExitCode})",
             2 => $"interrupted on {request.Agent}: handed back, not counted as an attempt",
             _ => $"failed on {request.Agent}: {request.Message}",
         };
-        await farm.Logs.AppendEventAsync(current.Value.Seq, current.Value.Index, request.TaskId, what, context.CancellationToken).ConfigureAwait(false);
-        var report = await farm.Store.CompleteAsync(request, CancellationToken.None).ConfigureAwait(false);
+        var next = request.Next is { } asked && asked.Agent == request.Agent ? asked : null;
+        if (next is not null)
+        {
+            farm.Agents[next.Agent] = (farm.Time.GetUtcNow(), next.Hosts.ToArray());
+        }
+
+        // One gate and one transaction: the report is checked against the current lease, its log lines written (before the state
+        // changes, so a reader who sees the job finished has its whole log), the state changed, and the next task leased.
+        var report = await farm.Store.CompleteAsync(request, async (seq, index) =>
+        {
+            if (!request.LogTail.IsEmpty)
+            {
+                await farm.Logs.AppendTaskOutputAsync(seq, index, request.TaskId, request.LogTail.ToStringUtf8(), CancellationToken.None).ConfigureAwait(false);
+            }
+
+            await farm.Logs.AppendEventAsync(seq, index, request.TaskId, what, CancellationToken.None).ConfigureAwait(false);
+        }, next is null ? null : Ask(farm, next), CancellationToken.None).ConfigureAwait(false);
         if (!report.Accepted)
         {
             Log.StaleReport(logger, request.Agent, request.JobId, request.TaskId, request.Lease);
@@ -365,14 +365,24 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
 
         farm.SignalWork();
         var reply = new CompleteReply();
-        if (request.Next is { } next && next.Agent == request.Agent)
+        if (next is not null)
         {
             // Saves the agent a round trip per task: the next lease rides on the report's reply, without waiting.
-            farm.Agents[next.Agent] = (farm.Time.GetUtcNow(), next.Hosts.ToArray());
-            reply.Next = await LeaseOnceAsync(farm, logger, next, context).ConfigureAwait(false) ?? new LeaseReply { HasTask = false };
+            reply.Next = (report.Next is null ? null : await HandOverAsync(farm, logger, next, report.Next, context).ConfigureAwait(false))
+                ?? new LeaseReply { HasTask = false };
         }
 
         return reply;
+    }
+
+    private static Store.LeaseAsk Ask(Farm farm, LeaseRequest request)
+    {
+        var hosts = request.Hosts.Select(h => h.Host).Where(h => h.Length > 0).ToList();
+        // A blocklist that would leave a job to nobody is not applied: the job keeps its attempts instead of hanging.
+        var recent = farm.Time.GetUtcNow() - (farm.Options.Lease * 2);
+        var othersCanRun = farm.Agents.Any(other => other.Key != request.Agent && other.Value.Seen >= recent
+            && other.Value.Hosts.Any(h => hosts.Contains(h.Host)));
+        return new Store.LeaseAsk(request.Agent, hosts, farm.Options.Lease, othersCanRun);
     }
 
     /// <summary>Leases one task without waiting; takes it back if the caller has gone meanwhile.</summary>
@@ -383,17 +393,13 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
     /// <returns>The lease, or null.</returns>
     internal static async Task<LeaseReply?> LeaseOnceAsync(Farm farm, ILogger logger, LeaseRequest request, ServerCallContext context)
     {
-        var hosts = request.Hosts.Select(h => h.Host).Where(h => h.Length > 0).ToList();
-        // A blocklist that would leave a job to nobody is not applied: the job keeps its attempts instead of hanging.
-        var recent = farm.Time.GetUtcNow() - (farm.Options.Lease * 2);
-        var othersCanRun = farm.Agents.Any(other => other.Key != request.Agent && other.Value.Seen >= recent
-            && other.Value.Hosts.Any(h => hosts.Contains(h.Host)));
-        var leased = await farm.Store.LeaseAsync(request.Agent, hosts, farm.Options.Lease, othersCanRun, CancellationToken.None).ConfigureAwait(false);
-        if (leased is null)
-        {
-            return null;
-        }
+        var leased = await farm.Store.LeaseAsync(Ask(farm, request), CancellationToken.None).ConfigureAwait(false);
+        return leased is null ? null : await HandOverAsync(farm, logger, request, leased, context).ConfigureAwait(false);
+    }
 
+    /// <summary>Completes a committed lease: takes it back if the caller has gone meanwhile, else logs its start.</summary>
+    private static async Task<LeaseReply?> HandOverAsync(Farm farm, ILogger logger, LeaseRequest request, Store.Leased leased, ServerCallContext context)
+    {
         if (context.CancellationToken.IsCancellationRequested)
         {
             // The agent gave up on this call (it is stopping): the reply would be lost, so the lease is taken back.

@@ -68,7 +68,14 @@ public sealed class Store : IAsyncDisposable
         var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false, DefaultTimeout = 30 }.ToString());
         await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
         var store = new Store(path, connection, time);
+        var hadCounts = Convert.ToInt64(await store.ScalarAsync("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='job_counts'",
+            cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture) > 0;
         await store.ExecuteAsync(Schema, cancellationToken).ConfigureAwait(false);
+        if (!hadCounts)
+        {
+            await store.ExecuteAsync(FillCounts, cancellationToken).ConfigureAwait(false);
+        }
+
         return store;
     }
 
@@ -107,6 +114,19 @@ public sealed class Store : IAsyncDisposable
         CREATE INDEX IF NOT EXISTS ix_staged_hash ON staged(hash);
         CREATE TABLE IF NOT EXISTS failures(job_seq INTEGER NOT NULL, agent TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY(job_seq, agent));
         CREATE TABLE IF NOT EXISTS completions(job_seq INTEGER NOT NULL, task_idx INTEGER NOT NULL, lease INTEGER NOT NULL, agent TEXT NOT NULL, at_ms INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS job_counts(job_seq INTEGER NOT NULL, state INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY(job_seq, state)) WITHOUT ROWID;
+        CREATE TRIGGER IF NOT EXISTS tr_tasks_state AFTER UPDATE OF state ON tasks WHEN old.state<>new.state BEGIN
+            UPDATE job_counts SET n=n+(CASE state WHEN new.state THEN 1 ELSE -1 END) WHERE job_seq=new.job_seq AND state IN (old.state, new.state);
+        END;
+        """;
+
+    // A job's task counts by state, kept by tr_tasks_state as tasks change state, so reading a job's progress does not count its
+    // tasks (a 5,000-task job polled while it runs made every poll read 5,000 index entries). Filled once for older databases.
+    private const string CountStates = "(SELECT 0 AS state UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4)";
+
+    private const string FillCounts = $"""
+        INSERT OR REPLACE INTO job_counts(job_seq, state, n)
+        SELECT j.seq, s.state, (SELECT count(*) FROM tasks t WHERE t.job_seq=j.seq AND t.state=s.state) FROM jobs j, {CountStates} s;
         """;
 
     // ---------------------------------------------------------------- tokens
@@ -130,6 +150,7 @@ public sealed class Store : IAsyncDisposable
         {
             await ExecuteAsync("INSERT OR REPLACE INTO tokens(name, kind, hash, admin) VALUES($n, $k, $h, $a)", cancellationToken,
                 ("$n", name), ("$k", kind), ("$h", HashToken(token)), ("$a", admin ? 1 : 0)).ConfigureAwait(false);
+            _callers.Clear();
             return 0;
         }, cancellationToken).ConfigureAwait(false);
         return token;
@@ -140,8 +161,12 @@ public sealed class Store : IAsyncDisposable
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>Whether a token was removed.</returns>
     public Task<bool> RemoveTokenAsync(string name, CancellationToken cancellationToken = default) =>
-        WithGateAsync(async () => await ExecuteAsync("DELETE FROM tokens WHERE name=$n", cancellationToken, ("$n", name)).ConfigureAwait(false) > 0,
-            cancellationToken);
+        WithGateAsync(async () =>
+        {
+            var removed = await ExecuteAsync("DELETE FROM tokens WHERE name=$n", cancellationToken, ("$n", name)).ConfigureAwait(false) > 0;
+            _callers.Clear();
+            return removed;
+        }, cancellationToken);
 
     /// <summary>Whether any token exists yet.</summary>
     /// <param name="kind">The kind.</param>
@@ -166,12 +191,32 @@ public sealed class Store : IAsyncDisposable
     public Task<Caller?> AuthenticateAsync(string token, CancellationToken cancellationToken = default) =>
         WithGateAsync(async () =>
         {
-            using var command = Command("SELECT name, kind, admin FROM tokens WHERE hash=$h", ("$h", HashToken(token)));
+            // Callers are remembered until the tokens table may have changed: here (AddToken, RemoveToken clear them), or in another
+            // process (add-client, remove-client while the server runs), which changes the database's data_version.
+            var version = Convert.ToInt64(await ScalarAsync("PRAGMA data_version", cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
+            if (version != _callersVersion || _callers.Count > 1000)
+            {
+                _callers.Clear();
+                _callersVersion = version;
+            }
+
+            var hash = HashToken(token);
+            if (_callers.TryGetValue(hash, out var known))
+            {
+                return known;
+            }
+
+            var command = Command("SELECT name, kind, admin FROM tokens WHERE hash=$h", ("$h", hash));
             using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            return await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+            var caller = await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
                 ? new Caller(reader.GetString(0), reader.GetString(1), reader.GetInt64(2) != 0)
                 : null;
+            _callers[hash] = caller;
+            return caller;
         }, cancellationToken);
+
+    private readonly Dictionary<string, Caller?> _callers = new(StringComparer.Ordinal);
+    private long _callersVersion = -1;
 
     // ---------------------------------------------------------------- staging and submission
 
@@ -184,7 +229,7 @@ public sealed class Store : IAsyncDisposable
         WithGateAsync(async () =>
         {
             using var transaction = Begin();
-            using var command = Command("INSERT OR REPLACE INTO staged(context_id, path, hash, size) VALUES($c, $p, $h, $s)",
+            var command = Command("INSERT OR REPLACE INTO staged(context_id, path, hash, size) VALUES($c, $p, $h, $s)",
                 ("$c", contextId), ("$p", ""), ("$h", ""), ("$s", 0L));
             foreach (var file in files)
             {
@@ -227,7 +272,7 @@ public sealed class Store : IAsyncDisposable
             }
 
             var staged = new Dictionary<string, (string Hash, long Size)>(StringComparer.Ordinal);
-            using (var command = Command("SELECT path, hash, size FROM staged WHERE context_id=$c", ("$c", request.ContextId)))
+            var command = Command("SELECT path, hash, size FROM staged WHERE context_id=$c", ("$c", request.ContextId));
             using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -249,13 +294,13 @@ public sealed class Store : IAsyncDisposable
             // Accepted means durable, even across a power cut: this commit is synced to disk (the rest of the state may lag).
             await ExecuteAsync("PRAGMA synchronous=FULL", cancellationToken).ConfigureAwait(false);
             using var transaction = Begin();
-            using (var insertJob = Command("""
+            var insertJob = Command("""
                 INSERT INTO jobs(id, context_id, name, priority, max_attempts, submitter, owner, labels, environment, submitted_ms, total)
                 VALUES($id, $c, $n, $p, $m, $s, $o, $l, $e, $t, $total)
                 """, ("$id", jobId), ("$c", request.ContextId), ("$n", request.Name), ("$p", request.Priority), ("$m", request.MaxAttempts),
                 ("$s", string.IsNullOrEmpty(request.Submitter) ? owner : request.Submitter), ("$o", owner),
                 ("$l", JsonSerializer.Serialize(request.Labels.ToDictionary())), ("$e", JsonSerializer.Serialize(request.Environment.ToDictionary())),
-                ("$t", now), ("$total", request.Tasks.Count)))
+                ("$t", now), ("$total", request.Tasks.Count));
             {
                 await insertJob.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
@@ -267,10 +312,10 @@ public sealed class Store : IAsyncDisposable
                 indexById[request.Tasks[i].Id] = i;
             }
 
-            using (var insertTask = Command("""
+            var insertTask = Command("""
                 INSERT INTO tasks(job_seq, idx, id, spec, host, priority, state, pending) VALUES($j, $i, $id, $spec, $h, $p, 0, $pending)
-                """, ("$j", seq), ("$i", 0), ("$id", ""), ("$spec", Array.Empty<byte>()), ("$h", ""), ("$p", request.Priority), ("$pending", 0)))
-            using (var insertDep = Command("INSERT INTO deps(job_seq, task_idx, dep_idx) VALUES($j, $t, $d)", ("$j", seq), ("$t", 0), ("$d", 0)))
+                """, ("$j", seq), ("$i", 0), ("$id", ""), ("$spec", Array.Empty<byte>()), ("$h", ""), ("$p", request.Priority), ("$pending", 0));
+            var insertDep = Command("INSERT INTO deps(job_seq, task_idx, dep_idx) VALUES($j, $t, $d)", ("$j", seq), ("$t", 0), ("$d", 0));
             {
                 for (var i = 0; i < request.Tasks.Count; i++)
                 {
@@ -291,12 +336,15 @@ public sealed class Store : IAsyncDisposable
                 }
             }
 
-            using (var files = Command("""
+            var files = Command("""
                 INSERT OR REPLACE INTO job_files(job_seq, path, hash, size) SELECT $j, path, hash, size FROM staged WHERE context_id=$c
-                """, ("$j", seq), ("$c", request.ContextId)))
+                """, ("$j", seq), ("$c", request.ContextId));
             {
                 await files.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
+
+            await ExecuteAsync($"INSERT INTO job_counts(job_seq, state, n) SELECT $j, state, CASE state WHEN 0 THEN $n ELSE 0 END FROM {CountStates}",
+                cancellationToken, ("$j", seq), ("$n", request.Tasks.Count)).ConfigureAwait(false);
 
             transaction.Commit();
             await ExecuteAsync("PRAGMA synchronous=NORMAL", CancellationToken.None).ConfigureAwait(false);
@@ -317,7 +365,7 @@ public sealed class Store : IAsyncDisposable
 
     private async Task<JobRow?> FindJobAsync(string jobId, CancellationToken cancellationToken)
     {
-        using var command = Command($"SELECT {JobColumns} FROM jobs WHERE id=$id", ("$id", jobId));
+        var command = Command($"SELECT {JobColumns} FROM jobs WHERE id=$id", ("$id", jobId));
         using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? ReadJob(reader) : null;
     }
@@ -325,7 +373,7 @@ public sealed class Store : IAsyncDisposable
     private async Task<int[]> CountsAsync(long seq, CancellationToken cancellationToken)
     {
         var counts = new int[5];
-        using var command = Command("SELECT state, count(*) FROM tasks WHERE job_seq=$j GROUP BY state", ("$j", seq));
+        var command = Command("SELECT state, n FROM job_counts WHERE job_seq=$j", ("$j", seq));
         using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -394,7 +442,7 @@ public sealed class Store : IAsyncDisposable
 
             sql.Append(" ORDER BY seq DESC");
             var rows = new List<JobRow>();
-            using (var command = Command(sql.ToString(), [.. parameters]))
+            var command = Command(sql.ToString(), [.. parameters]);
             using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -447,7 +495,7 @@ public sealed class Store : IAsyncDisposable
             }
 
             var tasks = new List<Protocol.TaskInfo>(row.Total);
-            using var command = Command("""
+            var command = Command("""
                 SELECT id, state, attempts, agent, exit_code, started_ms, completed_ms, message, spec FROM tasks WHERE job_seq=$j ORDER BY idx
                 """, ("$j", row.Seq));
             using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
@@ -488,7 +536,7 @@ public sealed class Store : IAsyncDisposable
                 return (row.Seq, terminal, null, terminal);
             }
 
-            using var command = Command("SELECT idx, state FROM tasks WHERE job_seq=$j AND id=$t", ("$j", row.Seq), ("$t", taskId));
+            var command = Command("SELECT idx, state FROM tasks WHERE job_seq=$j AND id=$t", ("$j", row.Seq), ("$t", taskId));
             using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -512,7 +560,7 @@ public sealed class Store : IAsyncDisposable
             }
 
             var outputs = new List<OutputEntry>();
-            using var command = Command("""
+            var command = Command("""
                 SELECT t.id, o.path, o.hash, o.size FROM outputs o JOIN tasks t ON t.job_seq=o.job_seq AND t.idx=o.task_idx
                 WHERE o.job_seq=$j AND t.state=2 ORDER BY o.task_idx, o.path
                 """, ("$j", row.Seq));
@@ -649,10 +697,10 @@ public sealed class Store : IAsyncDisposable
             }
 
             var blobs = new List<string>();
-            using (var find = Command("""
+            var find = Command("""
                 SELECT hash FROM job_files WHERE job_seq=$j UNION SELECT hash FROM outputs WHERE job_seq=$j
                 UNION SELECT hash FROM staged WHERE context_id=$c UNION SELECT hash FROM produced WHERE job_seq=$j
-                """, ("$j", row.Seq), ("$c", row.ContextId ?? string.Empty)))
+                """, ("$j", row.Seq), ("$c", row.ContextId ?? string.Empty));
             using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -662,7 +710,7 @@ public sealed class Store : IAsyncDisposable
             }
 
             using var transaction = Begin();
-            foreach (var table in new[] { "tasks", "deps", "job_files", "outputs", "produced", "failures", "completions" })
+            foreach (var table in new[] { "tasks", "deps", "job_files", "outputs", "produced", "failures", "completions", "job_counts" })
             {
                 await ExecuteAsync($"DELETE FROM {table} WHERE job_seq=$j", cancellationToken, ("$j", row.Seq)).ConfigureAwait(false);
             }
@@ -690,91 +738,114 @@ public sealed class Store : IAsyncDisposable
     /// <returns>The leased task, or null when none is runnable.</returns>
     public Task<Leased?> LeaseAsync(string agent, IReadOnlyList<string> hosts, TimeSpan lease, bool applyBlocklist = true,
         CancellationToken cancellationToken = default) =>
-        WithGateAsync<Leased?>(async () =>
+        LeaseAsync(new LeaseAsk(agent, hosts, lease, applyBlocklist), cancellationToken);
+
+    /// <summary>Leases the next runnable task to an agent (see the overload).</summary>
+    /// <param name="ask">Who asks, for what.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The leased task, or null when none is runnable.</returns>
+    public Task<Leased?> LeaseAsync(LeaseAsk ask, CancellationToken cancellationToken = default) =>
+        WithGateAsync(async () =>
         {
-            if (hosts.Count == 0)
+            using var transaction = Begin();
+            var leased = await LeaseCoreAsync(ask, cancellationToken).ConfigureAwait(false);
+            transaction.Commit();
+            return leased;
+        }, cancellationToken);
+
+    /// <summary>What an agent asks for when it leases.</summary>
+    /// <param name="Agent">The agent's name.</param>
+    /// <param name="Hosts">The hosts it can run.</param>
+    /// <param name="Lease">The lease length.</param>
+    /// <param name="ApplyBlocklist">Whether to keep the agent off jobs it failed too often.</param>
+    public sealed record LeaseAsk(string Agent, IReadOnlyList<string> Hosts, TimeSpan Lease, bool ApplyBlocklist);
+
+    /// <summary>Leases within the caller's gate and transaction.</summary>
+    private async Task<Leased?> LeaseCoreAsync(LeaseAsk ask, CancellationToken cancellationToken)
+    {
+        var (agent, hosts, lease, applyBlocklist) = ask;
+        if (hosts.Count == 0)
+        {
+            return null;
+        }
+
+        var hostParameters = hosts.Select((_, i) => $"$h{i}").ToArray();
+        var parameters = new List<(string, object?)> { ("$a", agent), ("$n", applyBlocklist ? BlocklistThreshold : int.MaxValue) };
+        parameters.AddRange(hosts.Select((h, i) => ($"$h{i}", (object?)h)));
+        long seq;
+        int idx;
+        var find = Command($"""
+            SELECT job_seq, idx FROM tasks INDEXED BY ix_tasks_ready
+            WHERE state=0 AND pending=0 AND host IN ({string.Join(", ", hostParameters)})
+              AND job_seq NOT IN (SELECT job_seq FROM failures WHERE agent=$a AND n>=$n)
+            ORDER BY priority DESC, job_seq, idx LIMIT 1
+            """, [.. parameters]);
+        using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 return null;
             }
 
-            var hostParameters = hosts.Select((_, i) => $"$h{i}").ToArray();
-            var parameters = new List<(string, object?)> { ("$a", agent), ("$n", applyBlocklist ? BlocklistThreshold : int.MaxValue) };
-            parameters.AddRange(hosts.Select((h, i) => ($"$h{i}", (object?)h)));
-            long seq;
-            int idx;
-            using (var find = Command($"""
-                SELECT job_seq, idx FROM tasks INDEXED BY ix_tasks_ready
-                WHERE state=0 AND pending=0 AND host IN ({string.Join(", ", hostParameters)})
-                  AND job_seq NOT IN (SELECT job_seq FROM failures WHERE agent=$a AND n>=$n)
-                ORDER BY priority DESC, job_seq, idx LIMIT 1
-                """, [.. parameters]))
-            using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            seq = reader.GetInt64(0);
+            idx = reader.GetInt32(1);
+        }
+
+        var now = NowMs();
+        await ExecuteAsync("""
+            UPDATE tasks SET state=1, attempts=attempts+1, lease=lease+1, agent=$a, lease_expiry=$e, started_ms=$t, exit_code=NULL, completed_ms=NULL, message=NULL
+            WHERE job_seq=$j AND idx=$i
+            """, cancellationToken, ("$a", agent), ("$e", now + (long)lease.TotalMilliseconds), ("$t", now), ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+        // Written once: rewriting the same value would still dirty the job's page at every lease.
+        await ExecuteAsync("UPDATE jobs SET started_ms=$t WHERE seq=$j AND started_ms IS NULL", cancellationToken, ("$t", now), ("$j", seq)).ConfigureAwait(false);
+
+        var reply = new LeaseReply { HasTask = true, LeaseMs = (long)lease.TotalMilliseconds };
+        var read = Command("""
+            SELECT j.id, t.id, t.lease, t.attempts, t.spec, j.environment FROM tasks t JOIN jobs j ON j.seq=t.job_seq WHERE t.job_seq=$j AND t.idx=$i
+            """, ("$j", seq), ("$i", idx));
+        using (var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            reply.JobId = reader.GetString(0);
+            reply.TaskId = reader.GetString(1);
+            reply.Lease = reader.GetInt64(2);
+            reply.Attempt = reader.GetInt32(3);
+            var spec = Protocol.TaskSpec.Parser.ParseFrom((byte[])reader.GetValue(4));
+            reply.Commands.Add(spec.Commands);
+            reply.Outputs.Add(spec.Outputs);
+            reply.TimeoutMs = spec.TimeoutMs;
+            foreach (var pair in JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? [])
             {
-                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    return null;
-                }
-
-                seq = reader.GetInt64(0);
-                idx = reader.GetInt32(1);
+                reply.Environment[pair.Key] = pair.Value;
             }
+        }
 
-            var now = NowMs();
-            using var transaction = Begin();
-            await ExecuteAsync("""
-                UPDATE tasks SET state=1, attempts=attempts+1, lease=lease+1, agent=$a, lease_expiry=$e, started_ms=$t, exit_code=NULL, completed_ms=NULL, message=NULL
-                WHERE job_seq=$j AND idx=$i
-                """, cancellationToken, ("$a", agent), ("$e", now + (long)lease.TotalMilliseconds), ("$t", now), ("$j", seq), ("$i", idx)).ConfigureAwait(false);
-            await ExecuteAsync("UPDATE jobs SET started_ms=coalesce(started_ms, $t) WHERE seq=$j", cancellationToken, ("$t", now), ("$j", seq)).ConfigureAwait(false);
-            transaction.Commit();
-
-            var reply = new LeaseReply { HasTask = true, LeaseMs = (long)lease.TotalMilliseconds };
-            using (var read = Command("""
-                SELECT j.id, t.id, t.lease, t.attempts, t.spec, j.environment FROM tasks t JOIN jobs j ON j.seq=t.job_seq WHERE t.job_seq=$j AND t.idx=$i
-                """, ("$j", seq), ("$i", idx)))
-            using (var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        // The job's staged files, then what the tasks this one depends on (directly or not) produced, latest last, then their
+        // declared outputs: the agent lays them out in this order, a later entry for a path winning (tiles for a merge).
+        var files = Command("""
+            WITH RECURSIVE up(idx) AS (
+                SELECT dep_idx FROM deps WHERE job_seq=$j AND task_idx=$i
+                UNION SELECT d.dep_idx FROM deps d JOIN up ON d.task_idx=up.idx WHERE d.job_seq=$j)
+            SELECT path, hash, size, 0 AS kind, 0 AS modified FROM job_files WHERE job_seq=$j
+            UNION ALL
+            SELECT path, hash, size, 1, modified_us FROM produced WHERE job_seq=$j AND task_idx IN (SELECT idx FROM up)
+            UNION ALL
+            SELECT path, hash, size, 2, 0 FROM outputs WHERE job_seq=$j AND task_idx IN (SELECT idx FROM up)
+            ORDER BY kind, modified
+            """, ("$j", seq), ("$i", idx));
+        using (var reader = await files.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                reply.JobId = reader.GetString(0);
-                reply.TaskId = reader.GetString(1);
-                reply.Lease = reader.GetInt64(2);
-                reply.Attempt = reader.GetInt32(3);
-                var spec = Protocol.TaskSpec.Parser.ParseFrom((byte[])reader.GetValue(4));
-                reply.Commands.Add(spec.Commands);
-                reply.Outputs.Add(spec.Outputs);
-                reply.TimeoutMs = spec.TimeoutMs;
-                foreach (var pair in JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? [])
-                {
-                    reply.Environment[pair.Key] = pair.Value;
-                }
+                reply.Files.Add(new FileEntry { RelativePath = reader.GetString(0), Hash = reader.GetString(1), Size = reader.GetInt64(2) });
             }
+        }
 
-            // The job's staged files, then what the tasks this one depends on (directly or not) produced, latest last, then their
-            // declared outputs: the agent lays them out in this order, a later entry for a path winning (tiles for a merge).
-            using (var files = Command("""
-                WITH RECURSIVE up(idx) AS (
-                    SELECT dep_idx FROM deps WHERE job_seq=$j AND task_idx=$i
-                    UNION SELECT d.dep_idx FROM deps d JOIN up ON d.task_idx=up.idx WHERE d.job_seq=$j)
-                SELECT path, hash, size, 0 AS kind, 0 AS modified FROM job_files WHERE job_seq=$j
-                UNION ALL
-                SELECT path, hash, size, 1, modified_us FROM produced WHERE job_seq=$j AND task_idx IN (SELECT idx FROM up)
-                UNION ALL
-                SELECT path, hash, size, 2, 0 FROM outputs WHERE job_seq=$j AND task_idx IN (SELECT idx FROM up)
-                ORDER BY kind, modified
-                """, ("$j", seq), ("$i", idx)))
-            using (var reader = await files.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-            {
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    reply.Files.Add(new FileEntry { RelativePath = reader.GetString(0), Hash = reader.GetString(1), Size = reader.GetInt64(2) });
-                }
-            }
+        reply.CollectProduced = Convert.ToInt64(await ScalarAsync("SELECT EXISTS(SELECT 1 FROM deps WHERE job_seq=$j AND dep_idx=$i)", cancellationToken,
+            ("$j", seq), ("$i", idx)).ConfigureAwait(false), CultureInfo.InvariantCulture) != 0;
 
-            reply.CollectProduced = Convert.ToInt64(await ScalarAsync("SELECT EXISTS(SELECT 1 FROM deps WHERE job_seq=$j AND dep_idx=$i)", cancellationToken,
-                ("$j", seq), ("$i", idx)).ConfigureAwait(false), CultureInfo.InvariantCulture) != 0;
-
-            return new Leased(reply, seq, idx);
-        }, cancellationToken);
+        return new Leased(reply, seq, idx);
+    }
 
     /// <summary>Takes back a lease whose reply never reached the agent (the call was cancelled): not counted as an attempt.</summary>
     /// <param name="jobSeq">The job.</param>
@@ -805,7 +876,7 @@ public sealed class Store : IAsyncDisposable
 
             var expiry = NowMs() + (long)lease.TotalMilliseconds;
             using var transaction = Begin();
-            using var renew = Command("""
+            var renew = Command("""
                 UPDATE tasks SET lease_expiry=$e WHERE state=1 AND lease=$l AND agent=$a
                   AND job_seq=(SELECT seq FROM jobs WHERE id=$j) AND id=$t
                 """, ("$e", expiry), ("$l", 0L), ("$a", agent), ("$j", ""), ("$t", ""));
@@ -834,7 +905,7 @@ public sealed class Store : IAsyncDisposable
     public Task<(long Seq, int Index)?> FindCurrentLeaseAsync(string jobId, string taskId, long lease, string agent, CancellationToken cancellationToken = default) =>
         WithGateAsync<(long, int)?>(async () =>
         {
-            using var command = Command("""
+            var command = Command("""
                 SELECT t.job_seq, t.idx FROM tasks t JOIN jobs j ON j.seq=t.job_seq WHERE j.id=$j AND t.id=$t AND t.lease=$l AND t.state=1 AND t.agent=$a
                 """, ("$j", jobId), ("$t", taskId), ("$l", lease), ("$a", agent));
             using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
@@ -846,23 +917,28 @@ public sealed class Store : IAsyncDisposable
     /// <param name="JobSeq">The job's sequence number.</param>
     /// <param name="TaskIndex">The task's index.</param>
     /// <param name="NewState">The task's state after the report.</param>
-    public sealed record Report(bool Accepted, long JobSeq, int TaskIndex, int NewState);
+    /// <param name="Next">The agent's next task, when it asked for one and one was runnable.</param>
+    public sealed record Report(bool Accepted, long JobSeq, int TaskIndex, int NewState, Leased? Next = null);
 
     /// <summary>Records an agent's report about an attempt; a report about a superseded attempt is rejected.</summary>
     /// <param name="request">The report.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The outcome.</returns>
-    public Task<Report> CompleteAsync(CompleteRequest request, CancellationToken cancellationToken = default) =>
+    /// <param name="beforeChange">Called with the job's sequence number and the task's index once the report is known to be current,
+    /// before anything changes (the log lines go in first, so a reader who sees the job finished has its whole log).</param>
+    /// <param name="next">Leases the agent its next task in the same transaction (one commit per task instead of two).</param>
+    public Task<Report> CompleteAsync(CompleteRequest request, Func<long, int, Task>? beforeChange = null, LeaseAsk? next = null,
+        CancellationToken cancellationToken = default) =>
         WithGateAsync(async () =>
         {
             long seq;
             int idx;
             int attempts;
             int maxAttempts;
-            using (var find = Command("""
+            var find = Command("""
                 SELECT t.job_seq, t.idx, t.attempts, j.max_attempts FROM tasks t JOIN jobs j ON j.seq=t.job_seq
                 WHERE j.id=$j AND t.id=$t AND t.lease=$l AND t.state=1 AND t.agent=$a
-                """, ("$j", request.JobId), ("$t", request.TaskId), ("$l", request.Lease), ("$a", request.Agent)))
+                """, ("$j", request.JobId), ("$t", request.TaskId), ("$l", request.Lease), ("$a", request.Agent));
             using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -874,6 +950,11 @@ public sealed class Store : IAsyncDisposable
                 idx = reader.GetInt32(1);
                 attempts = reader.GetInt32(2);
                 maxAttempts = reader.GetInt32(3);
+            }
+
+            if (beforeChange is not null)
+            {
+                await beforeChange(seq, idx).ConfigureAwait(false);
             }
 
             var now = NowMs();
@@ -934,8 +1015,9 @@ public sealed class Store : IAsyncDisposable
             }
 
             await MarkTerminalAsync(seq, now, cancellationToken).ConfigureAwait(false);
+            var leased = next is null ? null : await LeaseCoreAsync(next, cancellationToken).ConfigureAwait(false);
             transaction.Commit();
-            return new Report(true, seq, idx, newState);
+            return new Report(true, seq, idx, newState, leased);
         }, cancellationToken);
 
     /// <summary>A task whose lease lapsed, and what became of it.</summary>
@@ -957,10 +1039,10 @@ public sealed class Store : IAsyncDisposable
         {
             var now = NowMs();
             var lapsed = new List<(long Seq, int Idx, string JobId, string TaskId, string Agent, int Attempts, int Max)>();
-            using (var find = Command("""
+            var find = Command("""
                 SELECT t.job_seq, t.idx, j.id, t.id, coalesce(t.agent, ''), t.attempts, j.max_attempts FROM tasks t INDEXED BY ix_tasks_lease
                 JOIN jobs j ON j.seq=t.job_seq WHERE t.state=1 AND t.lease_expiry<$n
-                """, ("$n", now)))
+                """, ("$n", now));
             using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -1027,7 +1109,7 @@ public sealed class Store : IAsyncDisposable
         WithGateAsync(async () =>
         {
             var unreferenced = new List<string>();
-            using var command = Command("""
+            var command = Command("""
                 SELECT EXISTS(SELECT 1 FROM job_files WHERE hash=$h) OR EXISTS(SELECT 1 FROM outputs WHERE hash=$h) OR EXISTS(SELECT 1 FROM staged WHERE hash=$h)
                     OR EXISTS(SELECT 1 FROM produced WHERE hash=$h)
                 """, ("$h", ""));
@@ -1050,7 +1132,7 @@ public sealed class Store : IAsyncDisposable
         WithGateAsync(async () =>
         {
             var referenced = new HashSet<string>(StringComparer.Ordinal);
-            using var command = Command("SELECT hash FROM job_files UNION SELECT hash FROM outputs UNION SELECT hash FROM staged UNION SELECT hash FROM produced");
+            var command = Command("SELECT hash FROM job_files UNION SELECT hash FROM outputs UNION SELECT hash FROM staged UNION SELECT hash FROM produced");
             using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -1068,9 +1150,9 @@ public sealed class Store : IAsyncDisposable
         {
             var current = frontier.Dequeue();
             var dependents = new List<int>();
-            using (var command = Command("""
+            var command = Command("""
                 SELECT t.idx FROM deps d JOIN tasks t ON t.job_seq=d.job_seq AND t.idx=d.task_idx WHERE d.job_seq=$j AND d.dep_idx=$i AND t.state=0
-                """, ("$j", seq), ("$i", current)))
+                """, ("$j", seq), ("$i", current));
             using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -1130,11 +1212,21 @@ public sealed class Store : IAsyncDisposable
 
     private long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
+    private readonly Dictionary<string, SqliteCommand> _commands = new(StringComparer.Ordinal);
+
     private SqliteCommand Command(string sql, params (string Name, object? Value)[] parameters)
     {
-        var command = _connection.CreateCommand();
-        command.CommandText = sql;
+        // One command per statement text, kept (every call holds the gate): SQLite parses and plans each statement once, not
+        // once per call. Callers never dispose them; a reader must be disposed before its command runs again.
+        if (!_commands.TryGetValue(sql, out var command))
+        {
+            command = _connection.CreateCommand();
+            command.CommandText = sql;
+            _commands[sql] = command;
+        }
+
         command.Transaction = _transaction;
+        command.Parameters.Clear();
         foreach (var (name, value) in parameters)
         {
             command.Parameters.AddWithValue(name, value ?? DBNull.Value);
@@ -1145,13 +1237,13 @@ public sealed class Store : IAsyncDisposable
 
     private async Task<int> ExecuteAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
     {
-        using var command = Command(sql, parameters);
+        var command = Command(sql, parameters);
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<object?> ScalarAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
     {
-        using var command = Command(sql, parameters);
+        var command = Command(sql, parameters);
         return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -1172,6 +1264,12 @@ public sealed class Store : IAsyncDisposable
     /// <returns>A task.</returns>
     public async ValueTask DisposeAsync()
     {
+        foreach (var command in _commands.Values)
+        {
+            await command.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _commands.Clear();
         await _connection.DisposeAsync().ConfigureAwait(false);
         _gate.Dispose();
     }
