@@ -200,7 +200,7 @@ public sealed class AgentWorker : BackgroundService
         // Attempts a previous run of this agent did not finish (it was killed): their processes are killed first, then the
         // attempts are reported failed with their own lease numbers, so the server requeues them now rather than after the
         // lease, and fences them off if it already did.
-        foreach (var (path, entry) in _records.ReadAll())
+        foreach (var entry in _records.ReadAll())
         {
             var killed = TaskProcesses.KillLeftover(entry.Pid, entry.StartTime);
             Log.Leftover(_logger, entry.JobId, entry.TaskId, entry.Lease, killed);
@@ -211,7 +211,7 @@ public sealed class AgentWorker : BackgroundService
             };
             report.LogTail = ByteString.CopyFromUtf8(report.Message + "\n");
             await ReportAsync(report).ConfigureAwait(false);
-            File.Delete(path);
+            _records.Remove(entry.JobId, entry.TaskId);
         }
     }
 
@@ -624,7 +624,14 @@ public sealed class AgentWorker : BackgroundService
         // Whatever the command left running in its group (a stray background job) ends with it, and cannot hold the output pipe
         // open forever.
         process.KillGroup();
-        await Task.WhenAny(pump, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        try
+        {
+            await pump.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+        }
+
         return (exitCode, null);
     }
 
@@ -965,6 +972,7 @@ public sealed class AgentWorker : BackgroundService
     {
         _drainKill.Dispose();
         _hardStop.Dispose();
+        _records.Dispose();
         base.Dispose();
     }
 

@@ -8,10 +8,10 @@ internal static partial class Log
     [LoggerMessage(EventId = 5200, Level = LogLevel.Information, Message = "Agent {Name} serving {Server} with hosts {Hosts} ({Slots} slots, work {Work})")]
     public static partial void Started(ILogger logger, string name, string server, string hosts, int slots, string work);
 
-    [LoggerMessage(EventId = 5201, Level = LogLevel.Information, Message = "Running {JobId}/{TaskId} (attempt {Attempt}, lease {Lease})")]
+    [LoggerMessage(EventId = 5201, Level = LogLevel.Debug, Message = "Running {JobId}/{TaskId} (attempt {Attempt}, lease {Lease})")]
     public static partial void Running(ILogger logger, string jobId, string taskId, int attempt, long lease);
 
-    [LoggerMessage(EventId = 5202, Level = LogLevel.Information, Message = "Reported {JobId}/{TaskId}: {Outcome}")]
+    [LoggerMessage(EventId = 5202, Level = LogLevel.Debug, Message = "Reported {JobId}/{TaskId}: {Outcome}")]
     public static partial void Reported(ILogger logger, string jobId, string taskId, string outcome);
 
     [LoggerMessage(EventId = 5203, Level = LogLevel.Warning, Message = "Server unreachable ({Status}); retrying in {DelayMs} ms")]

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 
@@ -105,63 +104,143 @@ internal static partial class TaskProcesses
 }
 
 /// <summary>
-/// The tasks this agent runs, one small file each under <c>WORK/running/</c>: an agent that was killed and started again
-/// kills what its previous run left behind (kill before requeue) and reports those attempts at once, instead of letting
-/// their leases lapse.
+/// The tasks this agent runs, as lines appended to one journal, <c>WORK/running/journal</c> (a task that started, the process
+/// it runs, a task that ended): an agent that was killed and started again kills what its previous run left behind (kill
+/// before requeue) and reports those attempts at once, instead of letting their leases lapse. One journal rather than a file
+/// per task: creating a file costs far more than appending a line, and this is written at every task.
 /// </summary>
-internal sealed class RunningRecords
+internal sealed class RunningRecords : IDisposable
 {
-    private readonly string _folder;
+    /// <summary>The journal is rewritten with only the running tasks when it grows past this.</summary>
+    private const long CompactAt = 1 << 20;
+
+    private readonly string _path;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<(string JobId, string TaskId), Entry> _running = [];
+    private FileStream? _journal;
 
     public RunningRecords(string workDirectory)
     {
-        _folder = Path.Combine(workDirectory, "running");
-        Directory.CreateDirectory(_folder);
+        var folder = Path.Combine(workDirectory, "running");
+        Directory.CreateDirectory(folder);
+        _path = Path.Combine(folder, "journal");
     }
 
-    /// <summary>One running attempt.</summary>
-    public sealed record Entry(string JobId, string TaskId, long Lease, int Pid, long StartTime);
-
-    private string PathOf(string jobId, string taskId) =>
-        Path.Combine(_folder, Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(jobId + "\n" + taskId)))[..24] + ".json");
+    /// <summary>One running attempt; <paramref name="Ended"/> marks its end.</summary>
+    public sealed record Entry(string JobId, string TaskId, long Lease, int Pid, long StartTime, bool Ended = false);
 
     public void Write(Entry entry)
     {
-        var path = PathOf(entry.JobId, entry.TaskId);
-        var temporary = path + ".tmp";
-        File.WriteAllText(temporary, JsonSerializer.Serialize(entry));
-        File.Move(temporary, path, overwrite: true);
+        lock (_gate)
+        {
+            _running[(entry.JobId, entry.TaskId)] = entry;
+            Append(entry);
+        }
     }
 
     public void Remove(string jobId, string taskId)
     {
-        try
+        lock (_gate)
         {
-            File.Delete(PathOf(jobId, taskId));
-        }
-        catch (IOException)
-        {
+            if (_running.Remove((jobId, taskId), out var entry))
+            {
+                Append(entry with { Ended = true });
+            }
         }
     }
 
-    public List<(string Path, Entry Entry)> ReadAll()
+    /// <summary>The attempts the journal holds as running: at start, those an earlier run of the agent left.</summary>
+    /// <returns>The entries.</returns>
+    public List<Entry> ReadAll()
     {
-        var entries = new List<(string, Entry)>();
-        foreach (var path in Directory.EnumerateFiles(_folder, "*.json"))
+        var open = new Dictionary<(string, string), Entry>();
+        lock (_gate)
         {
-            try
+            // An agent of an earlier version kept one file per task: those are read once and folded into the journal.
+            foreach (var legacy in Directory.EnumerateFiles(Path.GetDirectoryName(_path)!, "*.json"))
             {
-                if (JsonSerializer.Deserialize<Entry>(File.ReadAllText(path)) is { } entry)
+                try
                 {
-                    entries.Add((path, entry));
+                    if (JsonSerializer.Deserialize<Entry>(File.ReadAllText(legacy)) is { } entry)
+                    {
+                        open[(entry.JobId, entry.TaskId)] = entry;
+                        Append(entry);
+                    }
+                }
+                catch (Exception ex) when (ex is IOException or JsonException)
+                {
+                }
+
+                File.Delete(legacy);
+            }
+
+            foreach (var line in File.Exists(_path) ? File.ReadLines(_path) : [])
+            {
+                Entry? entry;
+                try
+                {
+                    entry = JsonSerializer.Deserialize<Entry>(line);
+                }
+                catch (JsonException)
+                {
+                    // A line cut short by a crash.
+                    continue;
+                }
+
+                if (entry is null)
+                {
+                    continue;
+                }
+
+                if (entry.Ended)
+                {
+                    open.Remove((entry.JobId, entry.TaskId));
+                }
+                else
+                {
+                    open[(entry.JobId, entry.TaskId)] = entry;
                 }
             }
-            catch (Exception ex) when (ex is IOException or JsonException)
+
+            foreach (var (key, entry) in open)
             {
-                File.Delete(path);
+                _running.TryAdd(key, entry);
             }
         }
 
-        return entries;
+        return [.. open.Values];
+    }
+
+    private void Append(Entry entry)
+    {
+        if (_journal is null)
+        {
+            _journal = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
+        }
+        else if (_journal.Length > CompactAt)
+        {
+            Compact();
+        }
+
+        // One write per line: a crash leaves at most the last line cut short.
+        _journal!.Write(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(entry) + "\n"));
+    }
+
+    private void Compact()
+    {
+        _journal!.Dispose();
+        var temporary = _path + ".tmp";
+        File.WriteAllLines(temporary, _running.Values.Select(e => JsonSerializer.Serialize(e)));
+        File.Move(temporary, _path, overwrite: true);
+        _journal = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _journal?.Dispose();
+            _journal = null;
+        }
     }
 }

@@ -18,20 +18,34 @@ public sealed class FarmCluster : IAsyncDisposable
             return;
         }
 
-        foreach (var record in Directory.EnumerateFiles(agents, "*.json", SearchOption.AllDirectories).Where(f => f.Contains("/running/", StringComparison.Ordinal)))
+        foreach (var journal in Directory.EnumerateFiles(agents, "journal", SearchOption.AllDirectories).Where(f => f.Contains("/running/", StringComparison.Ordinal)))
         {
-            try
+            // The agent's journal of running tasks: the last line about a task says whether it still runs, and its process.
+            var running = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var line in File.ReadLines(journal))
             {
-                using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(record));
-                var pid = json.RootElement.GetProperty("Pid").GetInt32();
-                if (pid > 0)
+                try
                 {
-                    ProcessTracker.Kill(-pid, 9);
-                    ProcessTracker.Kill(pid, 9);
+                    using var json = System.Text.Json.JsonDocument.Parse(line);
+                    var key = json.RootElement.GetProperty("JobId").GetString() + "/" + json.RootElement.GetProperty("TaskId").GetString();
+                    if (json.RootElement.GetProperty("Ended").GetBoolean())
+                    {
+                        running.Remove(key);
+                    }
+                    else
+                    {
+                        running[key] = json.RootElement.GetProperty("Pid").GetInt32();
+                    }
+                }
+                catch (Exception ex) when (ex is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
+                {
                 }
             }
-            catch (Exception ex) when (ex is IOException or System.Text.Json.JsonException or KeyNotFoundException)
+
+            foreach (var pid in running.Values.Where(p => p > 0))
             {
+                ProcessTracker.Kill(-pid, 9);
+                ProcessTracker.Kill(pid, 9);
             }
         }
     }
