@@ -28,6 +28,7 @@ internal sealed class QueueStore
     private readonly TimeProvider _clock;
     private readonly string _pragmas;
     private readonly SqliteConnection? _kept;
+    private readonly Dictionary<string, SqliteCommand> _statements = new(StringComparer.Ordinal);
 
     /// <param name="databasePath">The database file.</param>
     /// <param name="clock">The clock.</param>
@@ -178,13 +179,7 @@ internal sealed class QueueStore
     /// <summary>Claims the next runnable task for <paramref name="agentId"/>: priority, then submission, then task order.</summary>
     public ClaimedTask? Claim(string agentId, string node, TimeSpan lease)
     {
-        return Run(connection =>
-        {
-            using var transaction = Begin(connection);
-            var claimed = ClaimCore(connection, agentId, node, lease);
-            transaction.Commit();
-            return claimed;
-        });
+        return Run(connection => InTransaction(connection, () => ClaimCore(connection, agentId, node, lease)));
     }
 
     /// <summary>
@@ -193,14 +188,11 @@ internal sealed class QueueStore
     /// </summary>
     public ClaimedTask? ReportAndClaim(ClaimedTask task, string agentId, int exitCode, string node, TimeSpan lease)
     {
-        return Run(connection =>
+        return Run(connection => InTransaction(connection, () =>
         {
-            using var transaction = Begin(connection);
             ReportCore(connection, task, agentId, exitCode, 1);
-            var claimed = ClaimCore(connection, agentId, node, lease);
-            transaction.Commit();
-            return claimed;
-        });
+            return ClaimCore(connection, agentId, node, lease);
+        }));
     }
 
     private ClaimedTask? ClaimCore(SqliteConnection connection, string agentId, string node, TimeSpan lease)
@@ -210,14 +202,13 @@ internal sealed class QueueStore
         // claim costs a few index lookups, whatever the number of tasks queued (one ORDER BY over every ready task of
         // every job made dispatch quadratic).
         (long Seq, string Id, string Folder, string Environment)? job = null;
-        using (var jobs = connection.CreateCommand())
-        {
-            jobs.CommandText = """
+        using (var jobs = Prepare(connection, """
                 SELECT seq, id, folder, environment FROM jobs j INDEXED BY jobs_active WHERE state IN (0,1)
                   AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_seq=j.seq AND t.state=0 AND t.deps_pending=0)
                 ORDER BY priority DESC, seq LIMIT 1
-                """;
-            using var reader = jobs.ExecuteReader();
+                """))
+        {
+            using var reader = jobs.Command.ExecuteReader();
             if (reader.Read())
             {
                 job = (reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3));
@@ -227,10 +218,9 @@ internal sealed class QueueStore
         ClaimedTask? claimed = null;
         if (job is { } found)
         {
-            using var select = connection.CreateCommand();
-            select.CommandText = "SELECT idx, spec, attempts FROM tasks WHERE job_seq=$s AND state=0 AND deps_pending=0 ORDER BY idx LIMIT 1";
-            select.Parameters.AddWithValue("$s", found.Seq);
-            using var reader = select.ExecuteReader();
+            using var select = Prepare(connection, "SELECT idx, spec, attempts FROM tasks WHERE job_seq=$s AND state=0 AND deps_pending=0 ORDER BY idx LIMIT 1");
+            select.Command.Parameters.AddWithValue("$s", found.Seq);
+            using var reader = select.Command.ExecuteReader();
             if (reader.Read())
             {
                 claimed = new ClaimedTask(found.Seq, reader.GetInt32(0), found.Id, found.Folder,
@@ -272,13 +262,7 @@ internal sealed class QueueStore
     /// <summary>Reports an attempt's end; ignored (false) when the attempt was superseded.</summary>
     public bool Report(ClaimedTask task, string agentId, int exitCode, int maxAttemptsFallback = 1)
     {
-        return Run(connection =>
-        {
-            using var transaction = Begin(connection);
-            var applied = ReportCore(connection, task, agentId, exitCode, maxAttemptsFallback);
-            transaction.Commit();
-            return applied;
-        });
+        return Run(connection => InTransaction(connection, () => ReportCore(connection, task, agentId, exitCode, maxAttemptsFallback)));
     }
 
     private bool ReportCore(SqliteConnection connection, ClaimedTask task, string agentId, int exitCode, int maxAttemptsFallback)
@@ -536,14 +520,13 @@ internal sealed class QueueStore
     private void RequeueLapsed(SqliteConnection connection)
     {
         var lapsed = new List<(long Seq, int Idx, int Attempts, int Max)>();
-        using (var select = connection.CreateCommand())
-        {
-            select.CommandText = """
+        using (var select = Prepare(connection, """
                 SELECT t.job_seq, t.idx, t.attempts, j.max_attempts, t.pgid FROM tasks t JOIN jobs j ON j.seq=t.job_seq
                 WHERE t.state=1 AND t.lease_expiry < $now
-                """;
-            select.Parameters.AddWithValue("$now", Now);
-            using var reader = select.ExecuteReader();
+                """))
+        {
+            select.Command.Parameters.AddWithValue("$now", Now);
+            using var reader = select.Command.ExecuteReader();
             while (reader.Read())
             {
                 lapsed.Add((reader.GetInt64(0), reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3)));
@@ -638,7 +621,7 @@ internal sealed class QueueStore
             """, ("$st", state), ("$now", now), ("$s", seq));
     }
 
-    private static void EnsureJob(SqliteConnection connection, long seq)
+    private void EnsureJob(SqliteConnection connection, long seq)
     {
         if (Scalar(connection, "SELECT 1 FROM jobs WHERE seq=$s", ("$s", seq)) is null)
         {
@@ -651,29 +634,100 @@ internal sealed class QueueStore
 
     private static SqliteTransaction Begin(SqliteConnection connection) => connection.BeginTransaction(deferred: false);
 
-    private static int Execute(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    /// <summary>
+    /// A statement for <paramref name="sql"/>: on the kept connection a cached command (SQLite prepares it once, not on
+    /// every call: preparing was a quarter of an agent's CPU), elsewhere a new one.
+    /// </summary>
+    private Statement Prepare(SqliteConnection connection, string sql)
     {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
+        if (!ReferenceEquals(connection, _kept))
         {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+            var command = connection.CreateCommand();
+            command.CommandText = sql;
+            return new Statement(command, cached: false);
         }
 
-        return command.ExecuteNonQuery();
+        if (!_statements.TryGetValue(sql, out var cached))
+        {
+            cached = connection.CreateCommand();
+            cached.CommandText = sql;
+            _statements[sql] = cached;
+        }
+
+        cached.Parameters.Clear();
+        return new Statement(cached, cached: true);
     }
 
-    private static object? Scalar(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    /// <summary>
+    /// One IMMEDIATE transaction. On the kept connection it is opened and ended with cached statements (the commands
+    /// cached there carry no transaction object); elsewhere with a <see cref="SqliteTransaction"/>.
+    /// </summary>
+    private T InTransaction<T>(SqliteConnection connection, Func<T> body)
     {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
+        if (!ReferenceEquals(connection, _kept))
         {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+            using var transaction = Begin(connection);
+            var result = body();
+            transaction.Commit();
+            return result;
         }
 
-        var result = command.ExecuteScalar();
+        Execute(connection, "BEGIN IMMEDIATE");
+        try
+        {
+            var result = body();
+            Execute(connection, "COMMIT");
+            return result;
+        }
+        catch
+        {
+            try
+            {
+                Execute(connection, "ROLLBACK");
+            }
+            catch (SqliteException)
+            {
+                // No transaction left to roll back (SQLite ended it itself).
+            }
+
+            throw;
+        }
+    }
+
+    private int Execute(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var statement = Prepare(connection, sql);
+        foreach (var (name, value) in parameters)
+        {
+            statement.Command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return statement.Command.ExecuteNonQuery();
+    }
+
+    private object? Scalar(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var statement = Prepare(connection, sql);
+        foreach (var (name, value) in parameters)
+        {
+            statement.Command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        var result = statement.Command.ExecuteScalar();
         return result is DBNull ? null : result;
+    }
+
+    private readonly struct Statement(SqliteCommand command, bool cached) : IDisposable
+    {
+        public SqliteCommand Command { get; } = command;
+
+        public void Dispose()
+        {
+            if (!cached)
+            {
+                Command.Dispose();
+            }
+        }
     }
 
     private T Run<T>(Func<SqliteConnection, T> action)

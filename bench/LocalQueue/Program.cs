@@ -30,7 +30,7 @@ async Task Throughput()
     await Run("/bin/sh", "-c", $"seq {n} | xargs -P 2 -I{{}} true");
     xargs.Stop();
 
-    await using var farm = await Farm.StartAsync(new() { ["Agents"] = "2" });
+    await using var farm = await Farm.StartAsync(new() { ["Agents"] = Environment.GetEnvironmentVariable("BENCH_AGENTS") ?? "2" });
     var plugin = farm.Plugin;
     var context = RenderContext.Create("throughput");
     var folder = await plugin.CreateTemporaryFolderAsync(context);
