@@ -43,6 +43,7 @@ internal sealed class Agent
     private readonly object _beatGate = new();
     private (long Seq, StreamWriter Writer)? _jobLog;
     private RunningTask? _running;
+    private readonly Dictionary<(string Name, string Path), string> _resolved = [];
     private readonly Lazy<Dictionary<string, string>> _baseEnvironment = new(() =>
         Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
             .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? string.Empty, StringComparer.Ordinal));
@@ -276,7 +277,7 @@ internal sealed class Agent
             ["FARM_ATTEMPT"] = task.Attempt.ToString(CultureInfo.InvariantCulture),
             ["FARM_JOB_FOLDER"] = task.Folder,
         };
-        var executable = ResolveExecutable(command.Executable, task.Folder,
+        var executable = ResolveCached(command.Executable, task.Folder,
             environment.TryGetValue("PATH", out var path) ? path : Environment.GetEnvironmentVariable("PATH"));
         if (executable is null)
         {
@@ -385,6 +386,32 @@ internal sealed class Agent
         }
 
         return process.ExitCode;
+    }
+
+    /// <summary>
+    /// <see cref="ResolveExecutable"/> for a name looked up on PATH, remembered per PATH (one stat to check it is still
+    /// there, instead of one per PATH folder for every task).
+    /// </summary>
+    private string? ResolveCached(string executable, string folder, string? path)
+    {
+        if (executable.Contains('/', StringComparison.Ordinal))
+        {
+            return ResolveExecutable(executable, folder, path);
+        }
+
+        var key = (executable, path ?? string.Empty);
+        if (_resolved.TryGetValue(key, out var known) && File.Exists(known))
+        {
+            return known;
+        }
+
+        var found = ResolveExecutable(executable, folder, path);
+        if (found is not null)
+        {
+            _resolved[key] = found;
+        }
+
+        return found;
     }
 
     internal static string? ResolveExecutable(string executable, string folder, string? path)
