@@ -404,8 +404,9 @@ public sealed class AgentWorker : BackgroundService
         _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, 0, 0));
         Log.Running(_logger, lease.JobId, lease.TaskId, lease.Attempt, lease.Lease);
         var output = new OutputBuffer();
-        using var flushStop = new CancellationTokenSource();
-        var flusher = FlushLogLoopAsync(lease, output, held, flushStop.Token);
+        // Disposing the timer ends the flush loop (without the exception a cancelled wait throws at every task).
+        var flushTimer = new PeriodicTimer(_options.LogFlush);
+        var flusher = FlushLogLoopAsync(lease, output, held, flushTimer);
         var complete = new CompleteRequest { Agent = _options.Name, JobId = lease.JobId, TaskId = lease.TaskId, Lease = lease.Lease };
         try
         {
@@ -440,14 +441,8 @@ public sealed class AgentWorker : BackgroundService
         }
         finally
         {
-            await flushStop.CancelAsync().ConfigureAwait(false);
-            try
-            {
-                await flusher.ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-            }
+            flushTimer.Dispose();
+            await flusher.ConfigureAwait(false);
         }
 
         complete.LogTail = ByteString.CopyFromUtf8(output.Take());
@@ -500,10 +495,9 @@ public sealed class AgentWorker : BackgroundService
         }
     }
 
-    private async Task FlushLogLoopAsync(LeaseReply lease, OutputBuffer output, Held held, CancellationToken cancellationToken)
+    private async Task FlushLogLoopAsync(LeaseReply lease, OutputBuffer output, Held held, PeriodicTimer timer)
     {
-        using var timer = new PeriodicTimer(_options.LogFlush);
-        while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+        while (await timer.WaitForNextTickAsync().ConfigureAwait(false))
         {
             var text = output.TakeLines();
             if (text.Length == 0)
