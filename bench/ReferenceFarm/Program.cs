@@ -44,7 +44,8 @@ try
     var watch = Stopwatch.StartNew();
     var jobId = await plugin.SubmitJobAsync(Request("dispatch", tasks));
     await WaitAsync(plugin, jobId);
-    var farmRate = 5000 / watch.Elapsed.TotalSeconds;
+    var farmSeconds = watch.Elapsed.TotalSeconds;
+    var farmRate = 5000 / farmSeconds;
     // CPU per task of the server and of both agents (tasks' own processes not included): steadier than rates on a shared machine.
     var cpu = processes.Select((p, i) => (CpuMs(p) - cpuBefore[i]) / 5000.0).ToArray();
     var xargs = Stopwatch.StartNew();
@@ -54,7 +55,7 @@ try
     }
 
     var xargsRate = 5000 / xargs.Elapsed.TotalSeconds;
-    rows.Add(("dispatch, 5,000 `true` tasks, 2 agents", $"{farmRate:0} tasks/s ({watch.Elapsed.TotalSeconds:0.00} s)", "≥ 500 tasks/s"));
+    rows.Add(("dispatch, 5,000 `true` tasks, 2 agents", $"{farmRate:0} tasks/s ({farmSeconds:0.00} s)", "≥ 500 tasks/s"));
     rows.Add(("`seq 5000 | xargs -P 2 -I{} true` (same run)", $"{xargsRate:0} tasks/s ({xargs.Elapsed.TotalSeconds:0.00} s)", ""));
     rows.Add(("ReferenceFarm / xargs", $"{farmRate / xargsRate:0.00}×", "≥ 0.5×"));
     rows.Add(("CPU per task: server / agent a / agent b (tasks' processes not included)", $"{cpu[0]:0.00} / {cpu[1]:0.00} / {cpu[2]:0.00} ms", ""));
