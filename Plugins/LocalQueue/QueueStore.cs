@@ -29,6 +29,7 @@ internal sealed class QueueStore
     private readonly string _pragmas;
     private readonly SqliteConnection? _kept;
     private readonly Dictionary<string, SqliteCommand> _statements = new(StringComparer.Ordinal);
+    private long _lastLapseCheck = long.MinValue / 2;
 
     /// <param name="databasePath">The database file.</param>
     /// <param name="clock">The clock.</param>
@@ -197,13 +198,21 @@ internal sealed class QueueStore
 
     private ClaimedTask? ClaimCore(SqliteConnection connection, string agentId, string node, TimeSpan lease)
     {
-        RequeueLapsed(connection);
+        // Lapsed leases are looked for at most every tenth of a lease (and every second): a lease lapses on that scale,
+        // and one query fewer per task is what a burst of short tasks notices.
+        var checkEvery = Math.Min(1000, (long)lease.TotalMilliseconds / 10);
+        if (Now - _lastLapseCheck >= checkEvery)
+        {
+            RequeueLapsed(connection);
+            _lastLapseCheck = Now;
+        }
+
         // Jobs in priority then submission order, then the job's first runnable task through tasks_by_job_state: each
         // claim costs a few index lookups, whatever the number of tasks queued (one ORDER BY over every ready task of
         // every job made dispatch quadratic).
-        (long Seq, string Id, string Folder, string Environment)? job = null;
+        (long Seq, string Id, string Folder, string Environment, int State)? job = null;
         using (var jobs = Prepare(connection, """
-                SELECT seq, id, folder, environment FROM jobs j INDEXED BY jobs_active WHERE state IN (0,1)
+                SELECT seq, id, folder, environment, state FROM jobs j INDEXED BY jobs_active WHERE state IN (0,1)
                   AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_seq=j.seq AND t.state=0 AND t.deps_pending=0)
                 ORDER BY priority DESC, seq LIMIT 1
                 """))
@@ -211,7 +220,7 @@ internal sealed class QueueStore
             using var reader = jobs.Command.ExecuteReader();
             if (reader.Read())
             {
-                job = (reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3));
+                job = (reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt32(4));
             }
         }
 
@@ -242,8 +251,11 @@ internal sealed class QueueStore
             ("$a", claimed.Attempt), ("$o", agentId), ("$e", now + (long)lease.TotalMilliseconds), ("$n", node), ("$now", now),
             ("$s", claimed.JobSeq), ("$i", claimed.Index));
         // A claimed task can only move its job from Waiting to Running.
-        Execute(connection, "UPDATE jobs SET state=1, started_at=ifnull(started_at,$now) WHERE seq=$s AND state=0",
-            ("$now", now), ("$s", claimed.JobSeq));
+        if (job!.Value.State == Waiting)
+        {
+            Execute(connection, "UPDATE jobs SET state=1, started_at=ifnull(started_at,$now) WHERE seq=$s AND state=0",
+                ("$now", now), ("$s", claimed.JobSeq));
+        }
         return claimed;
     }
 

@@ -244,18 +244,23 @@ static async Task RunWith(string file, Dictionary<string, string>? env, string[]
     if (process.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', arguments)} exited {process.ExitCode}: {await error}");
 }
 
-static string FindRepository()
-{
-    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-    {
-        if (File.Exists(Path.Combine(dir.FullName, "FarmPlugins.sln"))) return dir.FullName;
-    }
-
-    throw new InvalidOperationException("run from a FarmPlugins checkout");
-}
+static string FindRepository() => Farm.FindRepository();
 
 /// <summary>A LocalQueue in a temporary data directory with default timings; its agents are killed at the end.</summary>
-internal sealed class Farm : IAsyncDisposable
+internal sealed partial class Farm
+{
+    public static string FindRepository()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+    {
+            if (File.Exists(Path.Combine(dir.FullName, "FarmPlugins.sln"))) return dir.FullName;
+        }
+
+        throw new InvalidOperationException("run from a FarmPlugins checkout");
+    }
+}
+
+internal sealed partial class Farm : IAsyncDisposable
 {
     private Farm(BaseFarmPlugin plugin, string dataDirectory)
     {
@@ -272,6 +277,17 @@ internal sealed class Farm : IAsyncDisposable
         // <root>/LocalQueue, so that FARM_DATA=<root> finds the same queue from ./farm.
         var data = Path.Combine(Directory.CreateTempSubdirectory("lqbench").FullName, "LocalQueue");
         Directory.CreateDirectory(data);
+        // Agents as ./farm installs them (Release, ReadyToRun) when that copy is there; BENCH_AGENT_ASSEMBLY overrides.
+        settings = new Dictionary<string, string>(settings);
+        var installed = Path.Combine(FindRepository(), "out", "resources", "Plugins", "FarmPlugins.LocalQueue", "FarmPlugins.LocalQueue.dll");
+        var agent = Environment.GetEnvironmentVariable("BENCH_AGENT_ASSEMBLY")
+            ?? (File.Exists(Path.Combine(Path.GetDirectoryName(installed)!, ".readytorun")) ? installed : null);
+        if (agent is not null && !settings.ContainsKey("AgentAssembly"))
+        {
+            settings["AgentAssembly"] = agent;
+            Console.Error.WriteLine($"agents: {agent}");
+        }
+
         var plugin = new LocalQueuePlugin();
         await plugin.InitializeAsync(new FarmPluginContext
         {
