@@ -603,30 +603,14 @@ public sealed class AgentWorker : BackgroundService
         }
 
         _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, process.Pid, TaskProcesses.StartTime(process.Pid) ?? 0));
-        var pump = process.PumpAsync(output.Append);
-        try
+        // The output is read until the command has ended on a pool thread (no thread created per task); a stop, a timeout
+        // or a drain kills the whole group from the token's callback, and what the command left in its group is killed
+        // when it ends.
+        using (cancellationToken.Register(process.KillGroup))
         {
-            await process.Exited.WaitAsync(cancellationToken).ConfigureAwait(false);
+            var exitCode = await Task.Run(() => process.RunToEnd(output.Append), CancellationToken.None).ConfigureAwait(false);
+            return (exitCode, null);
         }
-        catch (OperationCanceledException)
-        {
-            // Kill the whole group before the task is released.
-            process.KillGroup();
-        }
-
-        var exitCode = await process.Exited.ConfigureAwait(false);
-        // Whatever the command left running in its group (a stray background job) ends with it, and cannot hold the output pipe
-        // open forever.
-        process.KillGroup();
-        try
-        {
-            await pump.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-        }
-
-        return (exitCode, null);
     }
 
     private Dictionary<string, string> FullEnvironment(Dictionary<string, string> task)
