@@ -86,6 +86,7 @@ public sealed unsafe partial class TaskProcess
         var descriptor = new PollDescriptor { Fd = (int)Output.SafeFileHandle.DangerousGetHandle(), Events = PollIn };
         var ended = false;
         var drainTimeouts = 0;
+        var sinceCheck = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             while (true)
@@ -102,6 +103,17 @@ public sealed unsafe partial class TaskProcess
 
                     var count = decoder.GetChars(bytes, 0, read, chars, 0, flush: false);
                     append(new string(chars, 0, count));
+                    // A command that has ended while what it left behind keeps writing: noticed within ~200 ms too.
+                    if (!ended && sinceCheck.ElapsedMilliseconds >= 200)
+                    {
+                        sinceCheck.Restart();
+                        if (HasEnded())
+                        {
+                            ended = true;
+                            KillGroup();
+                        }
+                    }
+
                     continue;
                 }
 

@@ -42,6 +42,18 @@ public sealed class TaskProcessTests
     }
 
     [Fact]
+    public void RunToEnd_EndsWithTheCommand_EvenWhenWhatItLeftKeepsWriting()
+    {
+        var watch = Stopwatch.StartNew();
+        var process = TaskProcess.Start("/bin/sh", ["-c", "(while true; do echo chatter; sleep 0.01; done) & echo started"], Environment, "/tmp");
+
+        var exitCode = process.RunToEnd(_ => { });
+
+        Assert.Equal(0, exitCode);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"RunToEnd took {watch.Elapsed}");
+    }
+
+    [Fact]
     public void KillGroup_FromAnotherThread_EndsRunToEnd_WithTheSignal()
     {
         var process = TaskProcess.Start("/bin/sh", ["-c", "sleep 60; echo never"], Environment, "/tmp");
