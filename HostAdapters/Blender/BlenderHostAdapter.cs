@@ -45,13 +45,7 @@ public sealed class BlenderHostAdapter : IHostAdapter
     /// <inheritdoc/>
     public async Task<RenderPlan> PlanAsync(string scenePath, RenderSettings settings, CancellationToken cancellationToken = default)
     {
-        ArgumentException.ThrowIfNullOrEmpty(scenePath);
-        ArgumentNullException.ThrowIfNull(settings);
-        settings.Validate();
-        if (!File.Exists(scenePath))
-        {
-            throw new SceneException("the scene file does not exist", scenePath);
-        }
+        HostAdapterArguments.Validate(scenePath, settings);
 
         if (settings.Frames?.FirstOrDefault(f => f < 0) is int negative and < 0)
         {

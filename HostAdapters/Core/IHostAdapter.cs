@@ -24,3 +24,23 @@ public interface IHostAdapter
     /// <exception cref="ArgumentException">A setting is invalid for this host (names the setting).</exception>
     Task<RenderPlan> PlanAsync(string scenePath, RenderSettings settings, CancellationToken cancellationToken = default);
 }
+
+/// <summary>The checks every <see cref="IHostAdapter.PlanAsync"/> starts with, written once.</summary>
+public static class HostAdapterArguments
+{
+    /// <summary>Checks the arguments of a plan: a scene path, valid settings, a scene file that exists.</summary>
+    /// <param name="scenePath">The scene file on the workstation.</param>
+    /// <param name="settings">How to render it (validated).</param>
+    /// <exception cref="ArgumentException">An argument is missing or a setting is invalid (names it).</exception>
+    /// <exception cref="SceneException">The scene file does not exist.</exception>
+    public static void Validate(string scenePath, RenderSettings settings)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(scenePath);
+        ArgumentNullException.ThrowIfNull(settings);
+        settings.Validate();
+        if (!File.Exists(scenePath))
+        {
+            throw new SceneException("the scene file does not exist", scenePath);
+        }
+    }
+}

@@ -34,13 +34,7 @@ public sealed class PovRayHostAdapter : IHostAdapter
     /// <inheritdoc/>
     public async Task<RenderPlan> PlanAsync(string scenePath, RenderSettings settings, CancellationToken cancellationToken = default)
     {
-        ArgumentException.ThrowIfNullOrEmpty(scenePath);
-        ArgumentNullException.ThrowIfNull(settings);
-        settings.Validate();
-        if (!File.Exists(scenePath))
-        {
-            throw new SceneException("the scene file does not exist", scenePath);
-        }
+        HostAdapterArguments.Validate(scenePath, settings);
 
         var sceneDirectory = Path.GetDirectoryName(Path.GetFullPath(scenePath))!;
         var libraryPaths = _options.LibraryPaths.Concat(await ReadIniLibraryPathsAsync(sceneDirectory, cancellationToken).ConfigureAwait(false)).ToList();
