@@ -1,7 +1,6 @@
 using FarmApi;
 using FarmPlugins.Hosts;
 using FarmPlugins.Hosts.Imaging;
-using FarmPlugins.Hosts.PovRay;
 using FarmPlugins.LocalQueue;
 using FarmPlugins.TestSupport;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -72,21 +71,8 @@ public sealed class PovRayRenderTests(QarnotFixture fixture) : IDisposable
         }
     }
 
-    private async Task<RenderResult> RenderAsync(BaseFarmPlugin farm, string scene, RenderSettings settings, string output)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        var result = await new RenderFlow(farm).RenderAsync(new RenderJob
-        {
-            Adapter = new PovRayHostAdapter(),
-            ScenePath = scene,
-            Settings = settings,
-            OutputFolder = _dir.Combine(output),
-            PollInterval = TimeSpan.FromMilliseconds(100),
-            MaxAttempts = 1,
-        }, cancellationToken: timeout.Token);
-        Assert.True(result.Job.State == JobState.Completed, $"job {result.Job.Id} on {farm.Name} ended {result.Job.State}");
-        return result;
-    }
+    private Task<RenderResult> RenderAsync(BaseFarmPlugin farm, string scene, RenderSettings settings, string output) =>
+        PovRayFarmRender.RenderAsync(farm, scene, settings, _dir.Combine(output), maxAttempts: 1);
 
     /// <summary>A scene with an include in a sub-folder that includes another, and an image map: the hosts' test scene.</summary>
     private async Task<string> WriteSceneAsync()

@@ -1,7 +1,6 @@
 using FarmApi;
 using FarmPlugins.Hosts;
 using FarmPlugins.Hosts.Imaging;
-using FarmPlugins.Hosts.PovRay;
 using FarmPlugins.LocalQueue;
 using FarmPlugins.TestSupport;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -69,46 +68,8 @@ public sealed class PovRayThroughSlurmTests(SlurmFixture fixture) : IAsyncLifeti
         }
     }
 
-    private async Task<RenderResult> RenderAsync(BaseFarmPlugin farm, string scene, RenderSettings settings, string output)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        var result = await new RenderFlow(farm).RenderAsync(new RenderJob
-        {
-            Adapter = new PovRayHostAdapter(),
-            ScenePath = scene,
-            Settings = settings,
-            OutputFolder = _dir.Combine(output),
-            PollInterval = TimeSpan.FromMilliseconds(100),
-        }, cancellationToken: timeout.Token);
-        Assert.True(result.Job.State == JobState.Completed, $"job {result.Job.Id} on {farm.Name} ended {result.Job.State}");
-        return result;
-    }
+    private Task<RenderResult> RenderAsync(BaseFarmPlugin farm, string scene, RenderSettings settings, string output) =>
+        PovRayFarmRender.RenderAsync(farm, scene, settings, _dir.Combine(output));
 
-    /// <summary>A scene with an include in a sub-folder and an image map: files the host collects and the farm stages.</summary>
-    private async Task<string> WriteSceneAsync()
-    {
-        _dir.WriteFile("scene/inc/look.inc", "#declare Ball = sphere { <0, 0.6, 0>, 0.6 pigment { rgb <1, 0.4, 0.1> } finish { phong 0.8 } }\n");
-        var texture = new PngImage(8, 8);
-        for (var y = 0; y < 8; y++)
-        {
-            for (var x = 0; x < 8; x++)
-            {
-                texture.Set(x, y, 0, (x + y) % 2 == 0 ? 230 : 20);
-                texture.Set(x, y, 1, 20 * x);
-                texture.Set(x, y, 2, 200);
-            }
-        }
-
-        await texture.SaveAsync(_dir.Combine("scene", "maps", "checker.png"));
-        return _dir.WriteFile("scene/scene.pov", """
-            #version 3.7;
-            global_settings { assumed_gamma 1.0 }
-            #include "inc/look.inc"
-            camera { location <0, 1.2, -3.5> look_at <0, 0.5, 0> }
-            light_source { <3, 5, -4> color rgb 1 }
-            object { Ball translate <-0.7 + 1.4 * clock, 0, 0> }
-            plane { y, 0 pigment { image_map { png "maps/checker.png" } rotate x*90 scale 0.8 } }
-            box { <0.6, 0, 0.4>, <1.2, 0.5, 1.0> pigment { rgb <0.2, 0.5, 1> } rotate y * 360 * clock }
-            """);
-    }
+    private Task<string> WriteSceneAsync() => PovRayFarmRender.WriteSceneAsync(_dir);
 }
