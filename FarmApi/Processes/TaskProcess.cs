@@ -28,8 +28,7 @@ public sealed unsafe partial class TaskProcess
     private const int WNoHang = 1;
     private const int WNoWait = 0x01000000;
 
-    private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private int _waiter;
+    private int _ran;
 
     private TaskProcess(int pid, FileStream output)
     {
@@ -44,40 +43,23 @@ public sealed unsafe partial class TaskProcess
     public int Pid { get; }
 
     /// <summary>Its stdout and stderr, merged in the order written.</summary>
-    public FileStream Output { get; }
+    private FileStream Output { get; }
 
     /// <summary>
-    /// Completes with the exit code when the process ends: its status, or 128 + the signal that killed it. The first
-    /// use starts a thread that waits for the process; not to be mixed with <see cref="RunToEnd"/>.
-    /// </summary>
-    public Task<int> Exited
-    {
-        get
-        {
-            if (Interlocked.CompareExchange(ref _waiter, 1, 0) == 0)
-            {
-                new Thread(WaitForExit) { IsBackground = true, Name = "task " + Pid }.Start();
-            }
-
-            return _exited.Task;
-        }
-    }
-
-    /// <summary>
-    /// Reads the output on the calling thread as it comes, until the process has ended, then returns its exit code (as
-    /// <see cref="Exited"/>): no thread of its own, for agents that run one command at a time. Whatever the command
+    /// Reads the output on the calling thread as it comes, until the process has ended, then returns its exit code (its
+    /// status, or 128 + the signal that killed it): no thread of its own; an async caller runs it on a pool thread. Whatever the command
     /// left running in its group is killed when it ends, so a stray background process cannot hold the output open.
     /// Another thread stops it with <see cref="KillGroup"/>.
     /// </summary>
     /// <param name="append">Receives the output text, in order.</param>
     /// <returns>The exit code.</returns>
-    /// <exception cref="InvalidOperationException"><see cref="Exited"/> or <see cref="PumpAsync"/> was used.</exception>
+    /// <exception cref="InvalidOperationException">It was called before.</exception>
     public int RunToEnd(Action<string> append)
     {
         ArgumentNullException.ThrowIfNull(append);
-        if (Interlocked.CompareExchange(ref _waiter, 2, 0) != 0)
+        if (Interlocked.Exchange(ref _ran, 1) != 0)
         {
-            throw new InvalidOperationException("RunToEnd cannot be mixed with Exited or PumpAsync.");
+            throw new InvalidOperationException("RunToEnd was already called: a process is read to its end once.");
         }
 
         var decoder = Encoding.UTF8.GetDecoder();
@@ -225,49 +207,8 @@ public sealed unsafe partial class TaskProcess
         }
     }
 
-    /// <summary>Reads the output to its end on a thread of its own (a pipe read blocks), decoding UTF-8 across reads.</summary>
-    /// <param name="append">Receives the text.</param>
-    /// <returns>Completes at the end of the output.</returns>
-    public Task PumpAsync(Action<string> append)
-    {
-        if (Volatile.Read(ref _waiter) == 2)
-        {
-            throw new InvalidOperationException("PumpAsync cannot be mixed with RunToEnd.");
-        }
-
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var reader = new Thread(() =>
-        {
-            try
-            {
-                var decoder = Encoding.UTF8.GetDecoder();
-                var bytes = new byte[8192];
-                var chars = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
-                int read;
-                while ((read = Output.Read(bytes, 0, bytes.Length)) > 0)
-                {
-                    var count = decoder.GetChars(bytes, 0, read, chars, 0, flush: false);
-                    append(new string(chars, 0, count));
-                }
-            }
-            catch (Exception ex) when (ex is IOException or ObjectDisposedException)
-            {
-            }
-            finally
-            {
-                Output.Dispose();
-                done.SetResult();
-            }
-        })
-        { IsBackground = true, Name = "task output " + Pid };
-        reader.Start();
-        return done.Task;
-    }
-
     /// <summary>Kills the process's whole group (SIGKILL): the command and whatever it started.</summary>
     public void KillGroup() => _ = Kill(-Pid, 9);
-
-    private void WaitForExit() => _exited.SetResult(Reap());
 
     private int Reap()
     {
