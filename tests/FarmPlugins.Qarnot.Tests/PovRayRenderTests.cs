@@ -82,18 +82,7 @@ public sealed class PovRayRenderTests(QarnotFixture fixture) : IDisposable
             #declare Ball = sphere { <0, 0.6, 0>, 0.6 pigment { color BallColor } finish { phong 0.8 } }
             """);
         _dir.WriteFile("scene/inc/colors2.inc", "#declare BallColor = rgb <1, 0.4, 0.1>;\n");
-        var texture = new PngImage(8, 8);
-        for (var y = 0; y < 8; y++)
-        {
-            for (var x = 0; x < 8; x++)
-            {
-                texture.Set(x, y, 0, (x + y) % 2 == 0 ? 230 : 20);
-                texture.Set(x, y, 1, 40 * x / 2);
-                texture.Set(x, y, 2, 200);
-            }
-        }
-
-        await texture.SaveAsync(_dir.Combine("scene", "maps", "checker.png"));
+        await PovRayFarmRender.WriteCheckerAsync(_dir);
         return _dir.WriteFile("scene/scene.pov", """
             #version 3.7;
             global_settings { assumed_gamma 1.0 }

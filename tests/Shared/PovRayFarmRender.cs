@@ -40,6 +40,22 @@ internal static class PovRayFarmRender
     public static async Task<string> WriteSceneAsync(TempDir dir)
     {
         dir.WriteFile("scene/inc/look.inc", "#declare Ball = sphere { <0, 0.6, 0>, 0.6 pigment { rgb <1, 0.4, 0.1> } finish { phong 0.8 } }\n");
+        await WriteCheckerAsync(dir);
+        return dir.WriteFile("scene/scene.pov", """
+            #version 3.7;
+            global_settings { assumed_gamma 1.0 }
+            #include "inc/look.inc"
+            camera { location <0, 1.2, -3.5> look_at <0, 0.5, 0> }
+            light_source { <3, 5, -4> color rgb 1 }
+            object { Ball translate <-0.7 + 1.4 * clock, 0, 0> }
+            plane { y, 0 pigment { image_map { png "maps/checker.png" } rotate x*90 scale 0.8 } }
+            box { <0.6, 0, 0.4>, <1.2, 0.5, 1.0> pigment { rgb <0.2, 0.5, 1> } rotate y * 360 * clock }
+            """);
+    }
+
+    /// <summary>Writes the 8×8 checker image the scenes map onto their floor, at <c>scene/maps/checker.png</c> under <paramref name="dir"/>.</summary>
+    public static async Task WriteCheckerAsync(TempDir dir)
+    {
         var texture = new PngImage(8, 8);
         for (var y = 0; y < 8; y++)
         {
@@ -52,15 +68,5 @@ internal static class PovRayFarmRender
         }
 
         await texture.SaveAsync(dir.Combine("scene", "maps", "checker.png"));
-        return dir.WriteFile("scene/scene.pov", """
-            #version 3.7;
-            global_settings { assumed_gamma 1.0 }
-            #include "inc/look.inc"
-            camera { location <0, 1.2, -3.5> look_at <0, 0.5, 0> }
-            light_source { <3, 5, -4> color rgb 1 }
-            object { Ball translate <-0.7 + 1.4 * clock, 0, 0> }
-            plane { y, 0 pigment { image_map { png "maps/checker.png" } rotate x*90 scale 0.8 } }
-            box { <0.6, 0, 0.4>, <1.2, 0.5, 1.0> pigment { rgb <0.2, 0.5, 1> } rotate y * 360 * clock }
-            """);
     }
 }
