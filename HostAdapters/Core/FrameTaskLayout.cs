@@ -13,8 +13,9 @@ public static class FrameTaskLayout
     /// <summary>Where a tile image goes in the job folder.</summary>
     /// <param name="frame">The frame.</param>
     /// <param name="tile">The tile.</param>
+    /// <param name="extension">The tile image's extension: <c>png</c>, or <c>tga</c> (POV-Ray's quick run-length TGA).</param>
     /// <returns>For example <c>.farm/tiles/f0012-t1x0.png</c>.</returns>
-    public static string TilePath(int frame, TileWindow tile) => $".farm/tiles/{FrameId(frame)}-t{tile.Name}.png";
+    public static string TilePath(int frame, TileWindow tile, string extension = "png") => $".farm/tiles/{FrameId(frame)}-t{tile.Name}.{extension}";
 
     /// <summary>The task id of one frame: <c>f0012</c>, <c>f-0003</c>.</summary>
     /// <param name="frame">The frame.</param>
@@ -72,7 +73,7 @@ public static class FrameTaskLayout
             foreach (var window in windows)
             {
                 var id = $"{FrameId(frame)}-t{window.Name}";
-                var tilePath = TilePath(frame, window);
+                var tilePath = TilePath(frame, window, request.TileExtension);
                 tileIds.Add(id);
                 tasks.Add(new TaskSpec(
                     id,
@@ -125,6 +126,9 @@ public sealed record FrameTaskRequest
 
     /// <summary>The node-side <c>farm-tools</c> executable (used when tiled).</summary>
     public string FarmToolsExecutable { get; init; } = FarmTools.ExecutableName;
+
+    /// <summary>The tile images' format, as their extension: <c>png</c> (the default) or <c>tga</c>; <c>farm-tools merge</c> reads both.</summary>
+    public string TileExtension { get; init; } = "png";
 
     /// <summary>Whether tile images are full-size with only the window rendered (POV-Ray) rather than tile-sized (Blender crop).</summary>
     public bool FullSizeTiles { get; init; }

@@ -8,7 +8,7 @@ namespace FarmPlugins.Hosts.PovRay;
 /// Each frame is rendered with <c>povray +I&lt;scene&gt; +O... +FN +W +H -D +KFI +KFF +SF +EF</c> (the clock runs over
 /// the frame list's smallest to largest frame) and moved to its final name with <c>farm-tools move</c>, because
 /// POV-Ray appends the frame number itself; tiles are window renders (<c>+SC +EC +SR +ER</c>, 1-based inclusive)
-/// of full-size images, cropped by <c>farm-tools merge --full-size-tiles</c>.
+/// of full-size images, written as run-length TGA (<c>+FC</c>) and cropped by <c>farm-tools merge --full-size-tiles</c>.
 /// </summary>
 public sealed class PovRayHostAdapter : IHostAdapter
 {
@@ -61,13 +61,13 @@ public sealed class PovRayHostAdapter : IHostAdapter
             var povray = installations[HostName].Executable;
             var tools = installations[FarmTools.HostName].Executable;
 
-            List<string> Arguments(int frame, string outputPrefix)
+            List<string> Arguments(int frame, string outputPrefix, string format)
             {
                 var arguments = new List<string>
                 {
                     "+I" + sceneRelative,
-                    "+O" + outputPrefix + ".png",
-                    "+FN",
+                    "+O" + outputPrefix + "." + format,
+                    format == "tga" ? "+FC" : "+FN",
                     Invariant($"+W{size.Width}"),
                     Invariant($"+H{size.Height}"),
                     "-D",
@@ -91,10 +91,10 @@ public sealed class PovRayHostAdapter : IHostAdapter
                 return arguments;
             }
 
-            IReadOnlyList<Command> RenderTo(int frame, string prefix, string destination, IEnumerable<string> extra) =>
+            IReadOnlyList<Command> RenderTo(int frame, string prefix, string destination, string format, IEnumerable<string> extra) =>
             [
-                new Command(povray, [.. Arguments(frame, prefix), .. extra]),
-                new Command(tools, ["move", prefix + "*.png", destination]),
+                new Command(povray, [.. Arguments(frame, prefix, format), .. extra]),
+                new Command(tools, ["move", prefix + "*." + format, destination]),
             ];
 
             return FrameTaskLayout.Create(new FrameTaskRequest
@@ -106,12 +106,16 @@ public sealed class PovRayHostAdapter : IHostAdapter
                 OutputOf = frame => outputByFrame[frame],
                 FarmToolsExecutable = tools,
                 FullSizeTiles = true,
+                // A window render writes a full-size image: as run-length TGA (+FC) its unrendered part costs almost
+                // nothing, where PNG compresses all of it (~0.4 s per 1080p tile, ~1.5 s at 4K).
+                TileExtension = "tga",
                 RenderChunk = chunk =>
-                    [.. chunk.SelectMany(frame => RenderTo(frame, $".farm-frame-{FrameTaskLayout.FrameId(frame)}-", outputByFrame[frame], []))],
+                    [.. chunk.SelectMany(frame => RenderTo(frame, $".farm-frame-{FrameTaskLayout.FrameId(frame)}-", outputByFrame[frame], "png", []))],
                 RenderTile = (frame, tile, tilePath) => RenderTo(
                     frame,
                     $".farm-tile-{FrameTaskLayout.FrameId(frame)}-t{tile.Name}-",
                     tilePath,
+                    "tga",
                     [
                         Invariant($"+SR{tile.Y + 1}"),
                         Invariant($"+ER{tile.Y + tile.Height}"),
