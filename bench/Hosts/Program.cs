@@ -1,7 +1,7 @@
 // Figures for the host side (issue 4): a 24-frame POV-Ray animation on 2 agents against the ideal, and one large
 // frame whole on one agent against 2x2 tiles on two. The farm is loaded by name through FarmPluginManager, like
 // any host does. Usage (after building the plug-ins into out/resources):
-//   dotnet run -c Release --project bench/Hosts -- [--plugin LocalQueue] [--agents-setting Agents] [--set k=v ...] [ANIMATION_WxH] [LARGE_WxH]
+//   dotnet run -c Release --project bench/Hosts -- [--plugin LocalQueue] [--agents-setting Agents] [--set k=v ...] [--rounds N] [ANIMATION_WxH] [LARGE_WxH]
 using FarmApi.Hosting;
 using FarmPlugins.Bench.Hosts;
 
@@ -10,12 +10,16 @@ var agentsSetting = "Agents";
 var overrides = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
 var sizes = new List<string>();
 var peerOnly = false;
+var rounds = 3;
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
     {
         case "--plugin":
             plugin = args[++i];
+            break;
+        case "--rounds":
+            rounds = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture);
             break;
         case "--peer-only":
             peerOnly = true;
@@ -48,7 +52,8 @@ try
             return await manager.LoadAsync(plugin, new Dictionary<string, string>(overrides) { [agentsSetting] = agents.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         },
         plugin,
-        [.. sizes]);
+        [.. sizes],
+        rounds);
 }
 finally
 {
