@@ -30,6 +30,7 @@ internal sealed class QueueStore
     private readonly SqliteConnection? _kept;
     private readonly Dictionary<string, SqliteCommand> _statements = new(StringComparer.Ordinal);
     private long _lastLapseCheck = long.MinValue / 2;
+    private readonly Dictionary<long, (bool? HasDependencies, IReadOnlyDictionary<string, string>? Environment)> _jobFacts = [];
 
     /// <param name="databasePath">The database file.</param>
     /// <param name="clock">The clock.</param>
@@ -234,7 +235,7 @@ internal sealed class QueueStore
             {
                 claimed = new ClaimedTask(found.Seq, reader.GetInt32(0), found.Id, found.Folder,
                     JsonSerializer.Deserialize<TaskSpec>(reader.GetString(1), Json)!, reader.GetInt32(2) + 1,
-                    JsonSerializer.Deserialize<Dictionary<string, string>>(found.Environment, Json) ?? []);
+                    JobEnvironment(found.Seq, found.Environment));
             }
         }
 
@@ -279,22 +280,26 @@ internal sealed class QueueStore
 
     private bool ReportCore(SqliteConnection connection, ClaimedTask task, string agentId, int exitCode, int maxAttemptsFallback)
     {
-        var owner = Scalar(connection, "SELECT lease_owner FROM tasks WHERE job_seq=$s AND idx=$i AND state=1 AND attempts=$a",
-            ("$s", task.JobSeq), ("$i", task.Index), ("$a", task.Attempt));
-        if (owner is not string o || o != agentId)
-        {
-            return false;
-        }
-
         var now = Now;
         if (exitCode == 0)
         {
-            Execute(connection, "UPDATE tasks SET state=2, exit_code=0, completed_at=$now, lease_owner=NULL, pgid=NULL WHERE job_seq=$s AND idx=$i",
-                ("$now", now), ("$s", task.JobSeq), ("$i", task.Index));
-            Execute(connection, """
-                UPDATE tasks SET deps_pending=deps_pending-1
-                WHERE job_seq=$s AND idx IN (SELECT idx FROM deps WHERE job_seq=$s AND dep_idx=$i)
-                """, ("$s", task.JobSeq), ("$i", task.Index));
+            // The fencing and the update in one statement: nothing changes unless this attempt still holds the lease.
+            if (Execute(connection, """
+                UPDATE tasks SET state=2, exit_code=0, completed_at=$now, lease_owner=NULL, pgid=NULL
+                WHERE job_seq=$s AND idx=$i AND state=1 AND attempts=$a AND lease_owner=$o
+                """, ("$now", now), ("$s", task.JobSeq), ("$i", task.Index), ("$a", task.Attempt), ("$o", agentId)) != 1)
+            {
+                return false;
+            }
+
+            if (HasDependencies(connection, task.JobSeq))
+            {
+                Execute(connection, """
+                    UPDATE tasks SET deps_pending=deps_pending-1
+                    WHERE job_seq=$s AND idx IN (SELECT idx FROM deps WHERE job_seq=$s AND dep_idx=$i)
+                    """, ("$s", task.JobSeq), ("$i", task.Index));
+            }
+
             // A success changes the job's state only when it was the last task left: the common case is one index lookup.
             if (Scalar(connection, "SELECT 1 FROM tasks WHERE job_seq=$s AND state IN (0,1) LIMIT 1", ("$s", task.JobSeq)) is not null)
             {
@@ -303,6 +308,13 @@ internal sealed class QueueStore
         }
         else
         {
+            var owner = Scalar(connection, "SELECT lease_owner FROM tasks WHERE job_seq=$s AND idx=$i AND state=1 AND attempts=$a",
+                ("$s", task.JobSeq), ("$i", task.Index), ("$a", task.Attempt));
+            if (owner is not string o || o != agentId)
+            {
+                return false;
+            }
+
             var maxAttempts = Convert.ToInt32(Scalar(connection, "SELECT max_attempts FROM jobs WHERE seq=$s", ("$s", task.JobSeq)) ?? maxAttemptsFallback,
                 CultureInfo.InvariantCulture);
             var final = task.Attempt >= maxAttempts;
@@ -316,6 +328,59 @@ internal sealed class QueueStore
 
         UpdateJobState(connection, task.JobSeq);
         return true;
+    }
+
+    /// <summary>
+    /// Whether any task of the job depends on another (a job's dependencies never change once submitted, so the answer
+    /// is remembered: a job without any skips the dependents' update on every success).
+    /// </summary>
+    private bool HasDependencies(SqliteConnection connection, long seq)
+    {
+        lock (_jobFacts)
+        {
+            if (_jobFacts.TryGetValue(seq, out var known) && known.HasDependencies is { } has)
+            {
+                return has;
+            }
+        }
+
+        var result = Scalar(connection, "SELECT 1 FROM deps WHERE job_seq=$s LIMIT 1", ("$s", seq)) is not null;
+        lock (_jobFacts)
+        {
+            ForgetJobFactsIfMany();
+            _jobFacts[seq] = (_jobFacts.TryGetValue(seq, out var known) ? known : default) with { HasDependencies = result };
+        }
+
+        return result;
+    }
+
+    /// <summary>The job's environment, parsed once per job (it never changes once submitted).</summary>
+    private IReadOnlyDictionary<string, string> JobEnvironment(long seq, string json)
+    {
+        lock (_jobFacts)
+        {
+            if (_jobFacts.TryGetValue(seq, out var known) && known.Environment is { } environment)
+            {
+                return environment;
+            }
+        }
+
+        var parsed = JsonSerializer.Deserialize<Dictionary<string, string>>(json, Json) ?? [];
+        lock (_jobFacts)
+        {
+            ForgetJobFactsIfMany();
+            _jobFacts[seq] = (_jobFacts.TryGetValue(seq, out var known) ? known : default) with { Environment = parsed };
+        }
+
+        return parsed;
+    }
+
+    private void ForgetJobFactsIfMany()
+    {
+        if (_jobFacts.Count > 256)
+        {
+            _jobFacts.Clear();
+        }
     }
 
     /// <summary>Cancels a job: its waiting and running tasks are cancelled; returns the process groups to kill.</summary>

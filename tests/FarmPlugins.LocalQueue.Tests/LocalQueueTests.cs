@@ -137,6 +137,31 @@ public sealed class LocalQueueTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Stop_InTheFirstMomentsOfATask_StillKillsIt()
+    {
+        // The agent records a command's process group only after it has run ~50 ms (short tasks end first and cost no
+        // write): a stop that lands before that must still kill it (the record fails, and the agent kills the group).
+        var plugin = await _farm.NewPluginAsync();
+        var (jobId, folder) = await SubmitAsync(plugin, [Sh("early", "echo $$ > pid.txt; exec sleep 60")]);
+        var pidFile = Path.Combine(folder, "pid.txt");
+        await Eventually.WaitAsync(() => File.Exists(pidFile) && File.ReadAllText(pidFile).Trim().Length > 0, Generous, "the task to start",
+            TimeSpan.FromMilliseconds(2));
+
+        await plugin.StopJobAsync(jobId);
+
+        var pid = int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        await Eventually.WaitAsync(() => !ProcessIsAlive(pid), TimeSpan.FromSeconds(10), $"the task's process {pid} to be killed");
+        Assert.Equal(JobState.Cancelled, (await plugin.GetJobAsync(jobId)).State);
+    }
+
+    private static bool ProcessIsAlive(int pid)
+    {
+        // A zombie (killed, not yet reaped by the agent) counts as dead.
+        var stat = $"/proc/{pid}/stat";
+        return File.Exists(stat) && File.ReadAllText(stat).Split(')')[^1].Trim()[0] != 'Z';
+    }
+
+    [Fact]
     public async Task Restart_RerunsOnlyTheFailedTask()
     {
         var plugin = await _farm.NewPluginAsync();
