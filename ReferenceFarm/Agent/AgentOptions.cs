@@ -23,6 +23,10 @@ public sealed class AgentOptions
     /// <summary>How many tasks run at once.</summary>
     public int Slots { get; set; } = 1;
 
+    /// <summary>While its tasks are short, how many more tasks than slots the agent leases ahead (reports then go in batches);
+    /// 0 leases only for free slots.</summary>
+    public int Prefetch { get; set; } = 4;
+
     /// <summary>The heartbeat interval.</summary>
     public TimeSpan Heartbeat { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -53,7 +57,7 @@ public sealed class AgentOptions
     /// <summary>The usage text.</summary>
     public const string Usage = """
         usage: ReferenceFarm.Agent --server URL (--token-file FILE | env FARM_AGENT_TOKEN) [--hosts povray,blender,farm-tools,command]
-                                   [--work DIR] [--name NAME] [--slots N] [--heartbeat-ms N] [--poll-ms N] [--drain-grace-ms N]
+                                   [--work DIR] [--name NAME] [--slots N] [--prefetch N] [--heartbeat-ms N] [--poll-ms N] [--drain-grace-ms N]
                                    [--backoff-ms N] [--max-backoff-ms N] [--log-flush-ms N] [--keep-jobs-ms N] [--ca-cert FILE]
                                    [--host-path HOST=PATH]...
         """;
@@ -105,6 +109,10 @@ public sealed class AgentOptions
                 case "--slots":
                     options.Slots = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var slots) && slots is >= 1 and <= 256
                         ? slots : throw new ArgumentException($"--slots must be 1 to 256, not '{value}'");
+                    break;
+                case "--prefetch":
+                    options.Prefetch = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var prefetch) && prefetch is >= 0 and <= 64
+                        ? prefetch : throw new ArgumentException($"--prefetch must be 0 to 64, not '{value}'");
                     break;
                 case "--heartbeat-ms":
                     options.Heartbeat = Ms(name, value);

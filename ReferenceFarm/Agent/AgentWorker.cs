@@ -36,6 +36,32 @@ public sealed class AgentWorker : BackgroundService
     private readonly ConcurrentDictionary<(string JobId, string Path), Known> _known = new();
     private readonly PeriodicTimer _heartbeatTimer;
 
+    // Leasing ahead: while tasks are short, the agent holds a few leased tasks beyond its slots and sends its reports in batches
+    // (one call carries several reports and the next leases), so the per-call cost is shared by several tasks.
+    private readonly Lock _queueGate = new();
+    private readonly Queue<Ahead> _ready = new();
+    private List<(CompleteRequest Report, Held? Held)> _pending = [];
+    private TaskCompletionSource _pendingSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _oldestPendingTicks;
+    private Task _lastSend = Task.CompletedTask;
+    private TaskCompletionSource _readyChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SemaphoreSlim _reportSignal = new(0);
+    private int _running;
+    private volatile bool _shortTasks;
+    private volatile bool _flushing;
+
+    /// <summary>A task under this long (and succeeding) lets the agent lease ahead: the per-call cost matters only for short tasks.</summary>
+    private static readonly TimeSpan ShortTask = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>A task leased ahead that waited this long (its slot is busy with a long task) is handed back for another agent.</summary>
+    private static readonly TimeSpan AheadWait = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a finished task's report may wait for others to share its call.</summary>
+    private static readonly TimeSpan ReportDelay = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>A leased task waiting for a slot.</summary>
+    private sealed record Ahead(LeaseReply Lease, Held Held, long LeasedAtTicks);
+
     /// <summary>Makes the worker.</summary>
     /// <param name="options">The options.</param>
     /// <param name="logger">The logger.</param>
@@ -172,6 +198,7 @@ public sealed class AgentWorker : BackgroundService
         RemoveOldJobFolders();
         var leftovers = ReportLeftoversAsync();
         var heartbeat = HeartbeatLoopAsync(_hardStop.Token);
+        var reporter = ReportLoopAsync(_hardStop.Token);
         var slots = Enumerable.Range(0, _options.Slots).Select(_ => SlotLoopAsync(stoppingToken)).ToArray();
         try
         {
@@ -179,8 +206,10 @@ public sealed class AgentWorker : BackgroundService
         }
         finally
         {
+            // Tasks leased ahead and never started go back (not counted as attempts), with the last reports.
+            await FlushReportsAsync().ConfigureAwait(false);
             await _hardStop.CancelAsync().ConfigureAwait(false);
-            foreach (var background in new[] { heartbeat, leftovers })
+            foreach (var background in new[] { heartbeat, leftovers, reporter })
             {
                 try
                 {
@@ -218,53 +247,351 @@ public sealed class AgentWorker : BackgroundService
     private async Task SlotLoopAsync(CancellationToken stoppingToken)
     {
         var backoff = _options.Backoff;
+        Task? reported = null;
         while (!stoppingToken.IsCancellationRequested)
         {
-            LeaseReply? reply;
-            try
+            var next = TakeReady();
+            while (next is null && reported is not null)
             {
-                var request = new LeaseRequest { Agent = _options.Name, WaitMs = (long)_options.Poll.TotalMilliseconds };
-                request.Hosts.Add(_installations);
-                reply = await _agents.LeaseAsync(request, _headers, deadline: DateTime.UtcNow + _options.Poll + TimeSpan.FromSeconds(10),
-                    cancellationToken: stoppingToken).ConfigureAwait(false);
-                backoff = _options.Backoff;
+                // The call carrying this slot's last report also leases: wait for it (or for an earlier call's leases) rather than poll.
+                Task changed;
+                lock (_queueGate)
+                {
+                    if (_ready.TryDequeue(out next) || reported.IsCompleted)
+                    {
+                        break;
+                    }
+
+                    changed = _readyChanged.Task;
+                }
+
+                await Task.WhenAny(changed, reported).ConfigureAwait(false);
             }
-            catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled && stoppingToken.IsCancellationRequested)
+
+            reported = null;
+            if (next is null)
             {
-                return;
+                LeaseReply reply;
+                try
+                {
+                    var request = new LeaseRequest { Agent = _options.Name, WaitMs = (long)_options.Poll.TotalMilliseconds };
+                    request.Hosts.Add(_installations);
+                    reply = await _agents.LeaseAsync(request, _headers, deadline: DateTime.UtcNow + _options.Poll + TimeSpan.FromSeconds(10),
+                        cancellationToken: stoppingToken).ConfigureAwait(false);
+                    backoff = _options.Backoff;
+                }
+                catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled && stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.PermissionDenied)
+                {
+                    Log.Refused(_logger, ex.Status.Detail);
+                    await DelayAsync(_options.MaxBackoff, stoppingToken).ConfigureAwait(false);
+                    continue;
+                }
+                catch (RpcException ex)
+                {
+                    Log.Retrying(_logger, ex.StatusCode.ToString(), (long)backoff.TotalMilliseconds);
+                    await DelayAsync(backoff, stoppingToken).ConfigureAwait(false);
+                    backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
+                    continue;
+                }
+
+                if (!reply.HasTask)
+                {
+                    continue;
+                }
+
+                next = Register(reply);
             }
-            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.PermissionDenied)
+
+            if (next.Held.Cancel.IsCancellationRequested)
             {
-                Log.Refused(_logger, ex.Status.Detail);
-                await DelayAsync(_options.MaxBackoff, stoppingToken).ConfigureAwait(false);
-                continue;
-            }
-            catch (RpcException ex)
-            {
-                Log.Retrying(_logger, ex.StatusCode.ToString(), (long)backoff.TotalMilliseconds);
-                await DelayAsync(backoff, stoppingToken).ConfigureAwait(false);
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
+                // Stopped or superseded before it started: reported all the same (the server rejects it by its lease number).
+                reported = Enqueue(new CompleteRequest
+                {
+                    Agent = _options.Name, JobId = next.Lease.JobId, TaskId = next.Lease.TaskId, Lease = next.Lease.Lease, Outcome = 1, ExitCode = -1,
+                    Message = "stopped by the server before it started",
+                }, next.Held);
                 continue;
             }
 
-            // A report's reply may carry the next lease: run tasks back to back without a separate lease call.
-            while (reply is { HasTask: true })
+            FollowServerHeartbeat(next.Lease.HeartbeatMs);
+            Interlocked.Increment(ref _running);
+            CompleteRequest? report;
+            try
             {
-                var current = reply;
-                FollowServerHeartbeat(current.HeartbeatMs);
-                try
-                {
-                    reply = await RunTaskAsync(current, stoppingToken).ConfigureAwait(false);
-                }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-                {
-                    // The agent's own folder failed it (disk full, permissions): the lease lapses and the task runs elsewhere.
-                    Log.TaskError(_logger, current.JobId, current.TaskId, ex);
-                    await DelayAsync(_options.MaxBackoff, stoppingToken).ConfigureAwait(false);
-                    reply = null;
-                }
+                report = await RunTaskAsync(next.Lease, next.Held).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // The agent's own folder failed it (disk full, permissions): the lease lapses and the task runs elsewhere.
+                Log.TaskError(_logger, next.Lease.JobId, next.Lease.TaskId, ex);
+                Interlocked.Decrement(ref _running);
+                await DelayAsync(_options.MaxBackoff, stoppingToken).ConfigureAwait(false);
+                continue;
+            }
+
+            Interlocked.Decrement(ref _running);
+            reported = Enqueue(report, next.Held);
+        }
+    }
+
+    /// <summary>Takes a leased task in: held (so heartbeats renew it) and journalled (so a restarted agent reports it).</summary>
+    private Ahead Register(LeaseReply lease)
+    {
+        var key = (lease.JobId, lease.TaskId);
+        var held = new Held(lease.Lease);
+        if (_held.TryGetValue(key, out var superseded))
+        {
+            // The server handed this task out again (it was restarted by name): the older attempt here is over.
+            try
+            {
+                superseded.Cancel.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
             }
         }
+
+        _held[key] = held;
+        _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, 0, 0));
+        return new Ahead(lease, held, Environment.TickCount64);
+    }
+
+    private void Forget(string jobId, string taskId, Held held)
+    {
+        if (_held.TryGetValue((jobId, taskId), out var current) && ReferenceEquals(current, held))
+        {
+            _held.TryRemove((jobId, taskId), out _);
+            _records.Remove(jobId, taskId);
+        }
+
+        held.Cancel.Dispose();
+    }
+
+    private Ahead? TakeReady()
+    {
+        lock (_queueGate)
+        {
+            return _ready.TryDequeue(out var ahead) ? ahead : null;
+        }
+    }
+
+    /// <summary>Queues a report for the reporter; the task completes once the call carrying it has returned.</summary>
+    private Task Enqueue(CompleteRequest report, Held? held)
+    {
+        Task sent;
+        lock (_queueGate)
+        {
+            if (_pending.Count == 0)
+            {
+                _oldestPendingTicks = Environment.TickCount64;
+            }
+
+            _pending.Add((report, held));
+            sent = _pendingSent.Task;
+        }
+
+        _reportSignal.Release();
+        return sent;
+    }
+
+    /// <summary>Hands back the tasks leased ahead that <paramref name="which"/> selects (reported interrupted: not an attempt).</summary>
+    private void HandBack(Func<Ahead, bool> which, string message)
+    {
+        List<Ahead> back = [];
+        lock (_queueGate)
+        {
+            var keep = new List<Ahead>(_ready.Count);
+            while (_ready.TryDequeue(out var ahead))
+            {
+                (which(ahead) ? back : keep).Add(ahead);
+            }
+
+            foreach (var ahead in keep)
+            {
+                _ready.Enqueue(ahead);
+            }
+        }
+
+        foreach (var ahead in back)
+        {
+            if (ahead.Held.Cancel.IsCancellationRequested)
+            {
+                Forget(ahead.Lease.JobId, ahead.Lease.TaskId, ahead.Held);
+                continue;
+            }
+
+            Log.HandingBack(_logger, ahead.Lease.JobId, ahead.Lease.TaskId, ahead.Lease.Lease);
+            Enqueue(new CompleteRequest
+            {
+                Agent = _options.Name, JobId = ahead.Lease.JobId, TaskId = ahead.Lease.TaskId, Lease = ahead.Lease.Lease, Outcome = 2, ExitCode = -1,
+                Message = message,
+            }, ahead.Held);
+        }
+    }
+
+    /// <summary>Stops leasing ahead, hands back what waits here, and sends every queued report now.</summary>
+    private async Task FlushReportsAsync()
+    {
+        _flushing = true;
+        Task inFlight;
+        lock (_queueGate)
+        {
+            inFlight = _lastSend;
+        }
+
+        // A call already on its way may bring leases: they go back too.
+        await inFlight.ConfigureAwait(false);
+        HandBack(_ => true, "interrupted: the agent is stopping; leased ahead, never started");
+        Task sent;
+        lock (_queueGate)
+        {
+            if (_pending.Count == 0)
+            {
+                return;
+            }
+
+            sent = _pendingSent.Task;
+        }
+
+        _reportSignal.Release();
+        await sent.ConfigureAwait(false);
+    }
+
+    private async Task ReportLoopAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            TimeSpan wait;
+            lock (_queueGate)
+            {
+                wait = _pending.Count > 0 ? ReportDelay : _ready.Count > 0 ? AheadWait / 4 : Timeout.InfiniteTimeSpan;
+            }
+
+            try
+            {
+                await _reportSignal.WaitAsync(wait, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+
+            // A task leased ahead that waited long is behind a long task: another agent may run it now.
+            var now = Environment.TickCount64;
+            HandBack(a => now - a.LeasedAtTicks > (long)AheadWait.TotalMilliseconds, "interrupted: leased ahead, handed back while a long task ran");
+            List<(CompleteRequest Report, Held? Held)> batch;
+            TaskCompletionSource sent;
+            int want;
+            lock (_queueGate)
+            {
+                // Due when a slot could run dry, when enough reports wait to share a call, or when the oldest waited long enough.
+                var due = _flushing || _ready.Count <= _options.Slots || _pending.Count >= Math.Max(1, _options.Prefetch)
+                    || now - _oldestPendingTicks >= (long)ReportDelay.TotalMilliseconds;
+                if (_pending.Count == 0 || !due)
+                {
+                    continue;
+                }
+
+                batch = _pending;
+                sent = _pendingSent;
+                _lastSend = sent.Task;
+                _pending = [];
+                _pendingSent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                var capacity = _options.Slots + (_shortTasks ? _options.Prefetch : 0);
+                want = _flushing ? 0 : Math.Max(0, capacity - Volatile.Read(ref _running) - _ready.Count);
+            }
+
+            try
+            {
+                await SendReportsAsync(batch, want).ConfigureAwait(false);
+            }
+            finally
+            {
+                sent.TrySetResult();
+            }
+        }
+
+        // Stopping: nobody waits for reports any more.
+        lock (_queueGate)
+        {
+            _pendingSent.TrySetResult();
+        }
+    }
+
+    private async Task SendReportsAsync(List<(CompleteRequest Report, Held? Held)> batch, int want)
+    {
+        var request = new ReportRequest { Agent = _options.Name };
+        foreach (var (report, _) in batch)
+        {
+            request.Reports.Add(report);
+        }
+
+        if (want > 0)
+        {
+            request.Next = new LeaseRequest { Agent = _options.Name, MaxTasks = want };
+            request.Next.Hosts.Add(_installations);
+        }
+
+        var backoff = _options.Backoff;
+        ReportReply? reply = null;
+        while (reply is null)
+        {
+            try
+            {
+                // Reported even when the server withdrew a lease: the lease number lets the server reject it.
+                reply = await _agents.ReportAsync(request, _headers, deadline: DateTime.UtcNow + TimeSpan.FromSeconds(30), cancellationToken: _hardStop.Token)
+                    .ConfigureAwait(false);
+            }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.FailedPrecondition or StatusCode.InvalidArgument or StatusCode.NotFound)
+            {
+                Log.Rejected(_logger, batch[0].Report.JobId, batch[0].Report.TaskId, ex.Status.Detail);
+                break;
+            }
+            catch (RpcException ex) when (!_hardStop.IsCancellationRequested)
+            {
+                // Keep the results until the server is back: its restart grace keeps the leases alive meanwhile.
+                Log.Retrying(_logger, ex.StatusCode.ToString(), (long)backoff.TotalMilliseconds);
+                await DelayAsync(backoff, _hardStop.Token).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
+            }
+            catch (RpcException)
+            {
+                break;
+            }
+        }
+
+        foreach (var rejected in reply?.Rejected ?? [])
+        {
+            Log.Rejected(_logger, rejected.JobId, rejected.TaskId, rejected.Reason);
+        }
+
+        foreach (var (report, held) in batch)
+        {
+            Log.Reported(_logger, report.JobId, report.TaskId, report.Outcome switch { 0 => "succeeded", 2 => "interrupted", _ => "failed" });
+            if (held is not null)
+            {
+                Forget(report.JobId, report.TaskId, held);
+            }
+        }
+
+        var registered = reply is null ? [] : reply.Leases.Select(Register).ToList();
+        TaskCompletionSource changed;
+        lock (_queueGate)
+        {
+            foreach (var ahead in registered)
+            {
+                _ready.Enqueue(ahead);
+            }
+
+            changed = _readyChanged;
+            _readyChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        changed.TrySetResult();
     }
 
     private static async Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken)
@@ -384,24 +711,9 @@ public sealed class AgentWorker : BackgroundService
         }
     }
 
-    private async Task<LeaseReply?> RunTaskAsync(LeaseReply lease, CancellationToken stoppingToken)
+    private async Task<CompleteRequest> RunTaskAsync(LeaseReply lease, Held held)
     {
-        var key = (lease.JobId, lease.TaskId);
-        var held = new Held(lease.Lease);
-        if (_held.TryGetValue(key, out var superseded))
-        {
-            // The server handed this task out again (it was restarted by name): the older attempt here is over.
-            try
-            {
-                await superseded.Cancel.CancelAsync().ConfigureAwait(false);
-            }
-            catch (ObjectDisposedException)
-            {
-            }
-        }
-
-        _held[key] = held;
-        _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, 0, 0));
+        var started = Environment.TickCount64;
         Log.Running(_logger, lease.JobId, lease.TaskId, lease.Attempt, lease.Lease);
         var output = new OutputBuffer();
         // Disposing the timer ends the flush loop (without the exception a cancelled wait throws at every task).
@@ -446,22 +758,9 @@ public sealed class AgentWorker : BackgroundService
         }
 
         complete.LogTail = ByteString.CopyFromUtf8(output.Take());
-        if (!stoppingToken.IsCancellationRequested)
-        {
-            complete.Next = new LeaseRequest { Agent = _options.Name };
-            complete.Next.Hosts.Add(_installations);
-        }
-
-        // Reported even when the server withdrew the lease: the attempt number lets the server reject it.
-        var next = await ReportAsync(complete).ConfigureAwait(false);
-        if (_held.TryGetValue(key, out var current) && ReferenceEquals(current, held))
-        {
-            _held.TryRemove(key, out _);
-            _records.Remove(lease.JobId, lease.TaskId);
-        }
-
-        held.Cancel.Dispose();
-        return next;
+        // Short, successful tasks make leasing ahead worth it; a long or failing one stops it (a failing job is not hoarded).
+        _shortTasks = complete.Outcome == 0 && Environment.TickCount64 - started < (long)ShortTask.TotalMilliseconds;
+        return complete;
     }
 
     private async Task<LeaseReply?> ReportAsync(CompleteRequest complete)
@@ -950,6 +1249,7 @@ public sealed class AgentWorker : BackgroundService
     {
         _drainKill.Dispose();
         _hardStop.Dispose();
+        _reportSignal.Dispose();
         _records.Dispose();
         base.Dispose();
     }

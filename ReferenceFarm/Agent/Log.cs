@@ -37,4 +37,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 5210, Level = LogLevel.Error, Message = "Heartbeat failed")]
     public static partial void HeartbeatFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 5211, Level = LogLevel.Information, Message = "Handing back {JobId}/{TaskId} (lease {Lease}): leased ahead, it waited behind a long task")]
+    public static partial void HandingBack(ILogger logger, string jobId, string taskId, long lease);
 }

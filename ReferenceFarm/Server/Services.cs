@@ -320,25 +320,11 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
     public override async Task<CompleteReply> Complete(CompleteRequest request, ServerCallContext context)
     {
         await farm.AuthenticateAsync(context, "agent").ConfigureAwait(false);
-        if (request.Outcome is < 0 or > 2)
+        if (FindInvalid(farm, request) is { } invalid)
         {
-            throw new RpcException(new Status(StatusCode.InvalidArgument, $"outcome must be 0, 1 or 2, not {request.Outcome}"));
+            throw new RpcException(new Status(StatusCode.InvalidArgument, invalid));
         }
 
-        foreach (var output in request.Outputs.Concat(request.Produced))
-        {
-            if (JobPaths.Check(output.RelativePath) is { } reason || !ContentHash.IsValid(output.Hash) || !farm.Blobs.Contains(output.Hash))
-            {
-                throw new RpcException(new Status(StatusCode.InvalidArgument, $"output '{output.RelativePath}' is not a safe path with an uploaded blob"));
-            }
-        }
-
-        var what = request.Outcome switch
-        {
-            0 => $"completed on {request.Agent} (exit {request.ExitCode})",
-            2 => $"interrupted on {request.Agent}: handed back, not counted as an attempt",
-            _ => $"failed on {request.Agent}: {request.Message}",
-        };
         var next = request.Next is { } asked && asked.Agent == request.Agent ? asked : null;
         if (next is not null)
         {
@@ -347,15 +333,8 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
 
         // One gate and one transaction: the report is checked against the current lease, its log lines written (before the state
         // changes, so a reader who sees the job finished has its whole log), the state changed, and the next task leased.
-        var report = await farm.Store.CompleteAsync(request, async (seq, index) =>
-        {
-            if (!request.LogTail.IsEmpty)
-            {
-                await farm.Logs.AppendTaskOutputAsync(seq, index, request.TaskId, request.LogTail.ToStringUtf8(), CancellationToken.None).ConfigureAwait(false);
-            }
-
-            await farm.Logs.AppendEventAsync(seq, index, request.TaskId, what, CancellationToken.None).ConfigureAwait(false);
-        }, next is null ? null : Ask(farm, next), CancellationToken.None).ConfigureAwait(false);
+        var report = await farm.Store.CompleteAsync(request, (seq, index) => WriteReportLogAsync(farm, request, seq, index),
+            next is null ? null : Ask(farm, next), CancellationToken.None).ConfigureAwait(false);
         if (!report.Accepted)
         {
             Log.StaleReport(logger, request.Agent, request.JobId, request.TaskId, request.Lease);
@@ -373,6 +352,109 @@ public sealed class AgentsService(Farm farm, ILogger<AgentsService> logger) : Ag
         }
 
         return reply;
+    }
+
+    /// <inheritdoc/>
+    public override async Task<ReportReply> Report(ReportRequest request, ServerCallContext context)
+    {
+        await farm.AuthenticateAsync(context, "agent").ConfigureAwait(false);
+        if (string.IsNullOrWhiteSpace(request.Agent))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "agent must name the agent"));
+        }
+
+        var reply = new ReportReply();
+        var valid = new List<CompleteRequest>(request.Reports.Count);
+        foreach (var report in request.Reports)
+        {
+            // The call's agent reports: a report naming another is judged as that agent's would be (rejected: not its lease).
+            report.Agent = request.Agent;
+            if (FindInvalid(farm, report) is { } reason)
+            {
+                reply.Rejected.Add(new RejectedReport { JobId = report.JobId, TaskId = report.TaskId, Lease = report.Lease, Reason = reason });
+            }
+            else
+            {
+                valid.Add(report);
+            }
+        }
+
+        var next = request.Next is { } asked ? asked : null;
+        if (next is not null)
+        {
+            next.Agent = request.Agent;
+            farm.Agents[request.Agent] = (farm.Time.GetUtcNow(), next.Hosts.ToArray());
+        }
+
+        var (reports, leased) = await farm.Store.ReportAsync(valid, (report, seq, index) => WriteReportLogAsync(farm, report, seq, index),
+            next is null ? null : Ask(farm, next), next is null ? 0 : Math.Clamp(next.MaxTasks, 1, 64), CancellationToken.None).ConfigureAwait(false);
+        var accepted = false;
+        for (var i = 0; i < reports.Count; i++)
+        {
+            if (reports[i].Accepted)
+            {
+                accepted = true;
+                continue;
+            }
+
+            var stale = valid[i];
+            Log.StaleReport(logger, stale.Agent, stale.JobId, stale.TaskId, stale.Lease);
+            reply.Rejected.Add(new RejectedReport
+            {
+                JobId = stale.JobId, TaskId = stale.TaskId, Lease = stale.Lease,
+                Reason = "lease is no longer current (superseded or stopped)",
+            });
+        }
+
+        if (accepted || leased.Count > 0)
+        {
+            farm.SignalWork();
+        }
+
+        foreach (var one in leased)
+        {
+            if (await HandOverAsync(farm, logger, next!, one, context).ConfigureAwait(false) is { } handed)
+            {
+                reply.Leases.Add(handed);
+            }
+        }
+
+        return reply;
+    }
+
+    private static string? FindInvalid(Farm farm, CompleteRequest report)
+    {
+        if (report.Outcome is < 0 or > 2)
+        {
+            return $"outcome must be 0, 1 or 2, not {report.Outcome}";
+        }
+
+        foreach (var output in report.Outputs.Concat(report.Produced))
+        {
+            if (JobPaths.Check(output.RelativePath) is not null || !ContentHash.IsValid(output.Hash) || !farm.Blobs.Contains(output.Hash))
+            {
+                return $"output '{output.RelativePath}' is not a safe path with an uploaded blob";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>A current report's log lines, then the server's line about it (before the state changes).</summary>
+    private static async Task WriteReportLogAsync(Farm farm, CompleteRequest request, long seq, int index)
+    {
+        if (!request.LogTail.IsEmpty)
+        {
+            await farm.Logs.AppendTaskOutputAsync(seq, index, request.TaskId, request.LogTail.ToStringUtf8(), CancellationToken.None).ConfigureAwait(false);
+        }
+
+        var what = request.Outcome switch
+        {
+            0 => $"completed on {request.Agent} (exit {request.ExitCode})",
+            2 => $"interrupted on {request.Agent}: handed back, not counted as an attempt",
+            _ => $"failed on {request.Agent}: {request.Message}",
+        };
+        await farm.Logs.AppendEventAsync(seq, index, request.TaskId, what, CancellationToken.None).ConfigureAwait(false);
     }
 
     private static Store.LeaseAsk Ask(Farm farm, LeaseRequest request)

@@ -717,6 +717,7 @@ public sealed class Store : IAsyncDisposable
 
             await ExecuteAsync("DELETE FROM staged WHERE context_id=$c", cancellationToken, ("$c", row.ContextId ?? string.Empty)).ConfigureAwait(false);
             await ExecuteAsync("DELETE FROM jobs WHERE seq=$j", cancellationToken, ("$j", row.Seq)).ConfigureAwait(false);
+            _jobFacts.Remove(row.Seq);
             transaction.Commit();
             return (CommandResult.Done, row.Seq, blobs);
         }, cancellationToken);
@@ -760,66 +761,112 @@ public sealed class Store : IAsyncDisposable
     /// <param name="ApplyBlocklist">Whether to keep the agent off jobs it failed too often.</param>
     public sealed record LeaseAsk(string Agent, IReadOnlyList<string> Hosts, TimeSpan Lease, bool ApplyBlocklist);
 
-    /// <summary>Leases within the caller's gate and transaction.</summary>
+    /// <summary>Leases one task within the caller's gate and transaction.</summary>
     private async Task<Leased?> LeaseCoreAsync(LeaseAsk ask, CancellationToken cancellationToken)
     {
-        var (agent, hosts, lease, applyBlocklist) = ask;
-        if (hosts.Count == 0)
+        var leased = new List<Leased>(1);
+        await LeaseCoreAsync(ask, 1, leased, cancellationToken).ConfigureAwait(false);
+        return leased.Count == 0 ? null : leased[0];
+    }
+
+    /// <summary>What does not change about a job once submitted, kept so a lease does not read it again for every task.</summary>
+    private sealed record JobFacts(string Id, Dictionary<string, string> Environment, bool HasFiles, bool HasDeps);
+
+    private readonly Dictionary<long, JobFacts> _jobFacts = [];
+
+    private async Task<JobFacts> FactsAsync(long seq, CancellationToken cancellationToken)
+    {
+        if (_jobFacts.TryGetValue(seq, out var facts))
         {
-            return null;
+            return facts;
+        }
+
+        if (_jobFacts.Count >= 256)
+        {
+            _jobFacts.Clear();
+        }
+
+        var read = Command("""
+            SELECT id, environment, EXISTS(SELECT 1 FROM job_files WHERE job_seq=$j), EXISTS(SELECT 1 FROM deps WHERE job_seq=$j) FROM jobs WHERE seq=$j
+            """, ("$j", seq));
+        using var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        facts = new JobFacts(reader.GetString(0), JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(1)) ?? [],
+            reader.GetInt64(2) != 0, reader.GetInt64(3) != 0);
+        _jobFacts[seq] = facts;
+        return facts;
+    }
+
+    /// <summary>Leases up to <paramref name="max"/> runnable tasks in order, within the caller's gate and transaction.</summary>
+    private async Task LeaseCoreAsync(LeaseAsk ask, int max, List<Leased> leased, CancellationToken cancellationToken)
+    {
+        var (agent, hosts, lease, applyBlocklist) = ask;
+        if (hosts.Count == 0 || max <= 0)
+        {
+            return;
         }
 
         var hostParameters = hosts.Select((_, i) => $"$h{i}").ToArray();
-        var parameters = new List<(string, object?)> { ("$a", agent), ("$n", applyBlocklist ? BlocklistThreshold : int.MaxValue) };
+        var parameters = new List<(string, object?)> { ("$a", agent), ("$n", applyBlocklist ? BlocklistThreshold : int.MaxValue), ("$m", max) };
         parameters.AddRange(hosts.Select((h, i) => ($"$h{i}", (object?)h)));
-        long seq;
-        int idx;
+        var found = new List<(long Seq, int Idx)>(max);
         var find = Command($"""
             SELECT job_seq, idx FROM tasks INDEXED BY ix_tasks_ready
             WHERE state=0 AND pending=0 AND host IN ({string.Join(", ", hostParameters)})
               AND job_seq NOT IN (SELECT job_seq FROM failures WHERE agent=$a AND n>=$n)
-            ORDER BY priority DESC, job_seq, idx LIMIT 1
+            ORDER BY priority DESC, job_seq, idx LIMIT $m
             """, [.. parameters]);
         using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
-            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                return null;
+                found.Add((reader.GetInt64(0), reader.GetInt32(1)));
             }
-
-            seq = reader.GetInt64(0);
-            idx = reader.GetInt32(1);
         }
 
         var now = NowMs();
-        await ExecuteAsync("""
-            UPDATE tasks SET state=1, attempts=attempts+1, lease=lease+1, agent=$a, lease_expiry=$e, started_ms=$t, exit_code=NULL, completed_ms=NULL, message=NULL
-            WHERE job_seq=$j AND idx=$i
-            """, cancellationToken, ("$a", agent), ("$e", now + (long)lease.TotalMilliseconds), ("$t", now), ("$j", seq), ("$i", idx)).ConfigureAwait(false);
-        // Written once: rewriting the same value would still dirty the job's page at every lease.
-        await ExecuteAsync("UPDATE jobs SET started_ms=$t WHERE seq=$j AND started_ms IS NULL", cancellationToken, ("$t", now), ("$j", seq)).ConfigureAwait(false);
-
-        var reply = new LeaseReply { HasTask = true, LeaseMs = (long)lease.TotalMilliseconds };
-        var read = Command("""
-            SELECT j.id, t.id, t.lease, t.attempts, t.spec, j.environment FROM tasks t JOIN jobs j ON j.seq=t.job_seq WHERE t.job_seq=$j AND t.idx=$i
-            """, ("$j", seq), ("$i", idx));
-        using (var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        long startedSeq = -1;
+        foreach (var (seq, idx) in found)
         {
-            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            reply.JobId = reader.GetString(0);
-            reply.TaskId = reader.GetString(1);
-            reply.Lease = reader.GetInt64(2);
-            reply.Attempt = reader.GetInt32(3);
-            var spec = Protocol.TaskSpec.Parser.ParseFrom((byte[])reader.GetValue(4));
-            reply.Commands.Add(spec.Commands);
-            reply.Outputs.Add(spec.Outputs);
-            reply.TimeoutMs = spec.TimeoutMs;
-            foreach (var pair in JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? [])
+            var facts = await FactsAsync(seq, cancellationToken).ConfigureAwait(false);
+            var reply = new LeaseReply { HasTask = true, LeaseMs = (long)lease.TotalMilliseconds, JobId = facts.Id };
+            var take = Command("""
+                UPDATE tasks SET state=1, attempts=attempts+1, lease=lease+1, agent=$a, lease_expiry=$e, started_ms=$t, exit_code=NULL, completed_ms=NULL,
+                  message=NULL
+                WHERE job_seq=$j AND idx=$i RETURNING id, lease, attempts, spec
+                """, ("$a", agent), ("$e", now + (long)lease.TotalMilliseconds), ("$t", now), ("$j", seq), ("$i", idx));
+            using (var reader = await take.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
-                reply.Environment[pair.Key] = pair.Value;
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                reply.TaskId = reader.GetString(0);
+                reply.Lease = reader.GetInt64(1);
+                reply.Attempt = reader.GetInt32(2);
+                var spec = Protocol.TaskSpec.Parser.ParseFrom((byte[])reader.GetValue(3));
+                reply.Commands.Add(spec.Commands);
+                reply.Outputs.Add(spec.Outputs);
+                reply.TimeoutMs = spec.TimeoutMs;
             }
-        }
 
+            reply.Environment.Add(facts.Environment);
+            if (seq != startedSeq)
+            {
+                // Written once: rewriting the same value would still dirty the job's page at every lease.
+                await ExecuteAsync("UPDATE jobs SET started_ms=$t WHERE seq=$j AND started_ms IS NULL", cancellationToken, ("$t", now), ("$j", seq))
+                    .ConfigureAwait(false);
+                startedSeq = seq;
+            }
+
+            if (facts.HasFiles || facts.HasDeps)
+            {
+                await AddFilesAsync(reply, seq, idx, facts.HasDeps, cancellationToken).ConfigureAwait(false);
+            }
+
+            leased.Add(new Leased(reply, seq, idx));
+        }
+    }
+
+    private async Task AddFilesAsync(LeaseReply reply, long seq, int idx, bool hasDeps, CancellationToken cancellationToken)
+    {
         // The job's staged files, then what the tasks this one depends on (directly or not) produced, latest last, then their
         // declared outputs: the agent lays them out in this order, a later entry for a path winning (tiles for a merge).
         var files = Command("""
@@ -841,10 +888,8 @@ public sealed class Store : IAsyncDisposable
             }
         }
 
-        reply.CollectProduced = Convert.ToInt64(await ScalarAsync("SELECT EXISTS(SELECT 1 FROM deps WHERE job_seq=$j AND dep_idx=$i)", cancellationToken,
-            ("$j", seq), ("$i", idx)).ConfigureAwait(false), CultureInfo.InvariantCulture) != 0;
-
-        return new Leased(reply, seq, idx);
+        reply.CollectProduced = hasDeps && Convert.ToInt64(await ScalarAsync("SELECT EXISTS(SELECT 1 FROM deps WHERE job_seq=$j AND dep_idx=$i)",
+            cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false), CultureInfo.InvariantCulture) != 0;
     }
 
     /// <summary>Takes back a lease whose reply never reached the agent (the call was cancelled): not counted as an attempt.</summary>
@@ -931,94 +976,161 @@ public sealed class Store : IAsyncDisposable
         CancellationToken cancellationToken = default) =>
         WithGateAsync(async () =>
         {
-            long seq;
-            int idx;
-            int attempts;
-            int maxAttempts;
-            var find = Command("""
-                SELECT t.job_seq, t.idx, t.attempts, j.max_attempts FROM tasks t JOIN jobs j ON j.seq=t.job_seq
-                WHERE j.id=$j AND t.id=$t AND t.lease=$l AND t.state=1 AND t.agent=$a
-                """, ("$j", request.JobId), ("$t", request.TaskId), ("$l", request.Lease), ("$a", request.Agent));
-            using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-            {
-                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    return new Report(false, 0, 0, -1);
-                }
-
-                seq = reader.GetInt64(0);
-                idx = reader.GetInt32(1);
-                attempts = reader.GetInt32(2);
-                maxAttempts = reader.GetInt32(3);
-            }
-
-            if (beforeChange is not null)
-            {
-                await beforeChange(seq, idx).ConfigureAwait(false);
-            }
-
-            var now = NowMs();
-            int newState;
             using var transaction = Begin();
-            if (request.Outcome == 0)
+            var now = NowMs();
+            var report = await CompleteCoreAsync(request, beforeChange, now, cancellationToken).ConfigureAwait(false);
+            if (!report.Accepted)
             {
-                newState = Done;
-                await ExecuteAsync("""
-                    UPDATE tasks SET state=2, exit_code=$x, completed_ms=$t, lease_expiry=NULL, message=NULL WHERE job_seq=$j AND idx=$i
-                    """, cancellationToken, ("$x", request.ExitCode), ("$t", now), ("$j", seq), ("$i", idx)).ConfigureAwait(false);
-                // A task that ran again (restarted by name) replaces what its earlier run left.
-                await ExecuteAsync("DELETE FROM outputs WHERE job_seq=$j AND task_idx=$i", cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+                return report;
+            }
+
+            await MarkTerminalAsync(report.JobSeq, now, cancellationToken).ConfigureAwait(false);
+            var leased = next is null ? null : await LeaseCoreAsync(next, cancellationToken).ConfigureAwait(false);
+            transaction.Commit();
+            return report with { Next = leased };
+        }, cancellationToken);
+
+    /// <summary>Records several reports and leases up to <paramref name="maxTasks"/> tasks, in one gate and one transaction.</summary>
+    /// <param name="requests">The reports, each checked against its own lease.</param>
+    /// <param name="beforeChange">As for <see cref="CompleteAsync"/>, with the report it is called for.</param>
+    /// <param name="next">Who asks for tasks, or null.</param>
+    /// <param name="maxTasks">How many tasks to lease at most.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>One outcome per report, in order, and the tasks leased.</returns>
+    public Task<(List<Report> Reports, List<Leased> Leased)> ReportAsync(IReadOnlyList<CompleteRequest> requests,
+        Func<CompleteRequest, long, int, Task>? beforeChange, LeaseAsk? next, int maxTasks, CancellationToken cancellationToken = default) =>
+        WithGateAsync(async () =>
+        {
+            var reports = new List<Report>(requests.Count);
+            var leased = new List<Leased>();
+            using var transaction = Begin();
+            var now = NowMs();
+            long lastSeq = -1;
+            foreach (var request in requests)
+            {
+                var report = await CompleteCoreAsync(request, beforeChange is null ? null : (seq, idx) => beforeChange(request, seq, idx), now,
+                    cancellationToken).ConfigureAwait(false);
+                reports.Add(report);
+                if (report.Accepted && report.JobSeq != lastSeq)
+                {
+                    // Reports of a batch are mostly of one job: its end is looked for once per run of them (and once more below).
+                    if (lastSeq >= 0)
+                    {
+                        await MarkTerminalAsync(lastSeq, now, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    lastSeq = report.JobSeq;
+                }
+            }
+
+            if (lastSeq >= 0)
+            {
+                await MarkTerminalAsync(lastSeq, now, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (next is not null)
+            {
+                await LeaseCoreAsync(next, maxTasks, leased, cancellationToken).ConfigureAwait(false);
+            }
+
+            transaction.Commit();
+            return (reports, leased);
+        }, cancellationToken);
+
+    /// <summary>Checks a report against the current lease and applies it, within the caller's gate and transaction.</summary>
+    private async Task<Report> CompleteCoreAsync(CompleteRequest request, Func<long, int, Task>? beforeChange, long now, CancellationToken cancellationToken)
+    {
+        long seq;
+        int idx;
+        int attempts;
+        int maxAttempts;
+        var find = Command("""
+            SELECT t.job_seq, t.idx, t.attempts, j.max_attempts FROM tasks t JOIN jobs j ON j.seq=t.job_seq
+            WHERE j.id=$j AND t.id=$t AND t.lease=$l AND t.state=1 AND t.agent=$a
+            """, ("$j", request.JobId), ("$t", request.TaskId), ("$l", request.Lease), ("$a", request.Agent));
+        using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                return new Report(false, 0, 0, -1);
+            }
+
+            seq = reader.GetInt64(0);
+            idx = reader.GetInt32(1);
+            attempts = reader.GetInt32(2);
+            maxAttempts = reader.GetInt32(3);
+        }
+
+        if (beforeChange is not null)
+        {
+            await beforeChange(seq, idx).ConfigureAwait(false);
+        }
+
+        int newState;
+        if (request.Outcome == 0)
+        {
+            newState = Done;
+            await ExecuteAsync("""
+                UPDATE tasks SET state=2, exit_code=$x, completed_ms=$t, lease_expiry=NULL, message=NULL WHERE job_seq=$j AND idx=$i
+                """, cancellationToken, ("$x", request.ExitCode), ("$t", now), ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+            // A task that ran again (restarted by name) replaces what its earlier run left. Only tasks others depend on produce files.
+            var hasDeps = (await FactsAsync(seq, cancellationToken).ConfigureAwait(false)).HasDeps;
+            await ExecuteAsync("DELETE FROM outputs WHERE job_seq=$j AND task_idx=$i", cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+            if (hasDeps)
+            {
                 await ExecuteAsync("DELETE FROM produced WHERE job_seq=$j AND task_idx=$i", cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
-                foreach (var output in request.Outputs)
-                {
-                    await ExecuteAsync("INSERT OR REPLACE INTO outputs(job_seq, task_idx, path, hash, size) VALUES($j, $i, $p, $h, $s)", cancellationToken,
-                        ("$j", seq), ("$i", idx), ("$p", Normalize(output.RelativePath)), ("$h", output.Hash), ("$s", output.Size)).ConfigureAwait(false);
-                }
+            }
 
-                foreach (var file in request.Produced)
-                {
-                    await ExecuteAsync("""
-                        INSERT OR REPLACE INTO produced(job_seq, task_idx, path, hash, size, modified_us) VALUES($j, $i, $p, $h, $s, $m)
-                        """, cancellationToken, ("$j", seq), ("$i", idx), ("$p", Normalize(file.RelativePath)), ("$h", file.Hash), ("$s", file.Size),
-                        ("$m", file.ModifiedUs)).ConfigureAwait(false);
-                }
+            foreach (var output in request.Outputs)
+            {
+                await ExecuteAsync("INSERT OR REPLACE INTO outputs(job_seq, task_idx, path, hash, size) VALUES($j, $i, $p, $h, $s)", cancellationToken,
+                    ("$j", seq), ("$i", idx), ("$p", Normalize(output.RelativePath)), ("$h", output.Hash), ("$s", output.Size)).ConfigureAwait(false);
+            }
 
-                await ExecuteAsync("INSERT INTO completions(job_seq, task_idx, lease, agent, at_ms) VALUES($j, $i, $l, $a, $t)", cancellationToken,
-                    ("$j", seq), ("$i", idx), ("$l", request.Lease), ("$a", request.Agent), ("$t", now)).ConfigureAwait(false);
+            foreach (var file in request.Produced)
+            {
+                await ExecuteAsync("""
+                    INSERT OR REPLACE INTO produced(job_seq, task_idx, path, hash, size, modified_us) VALUES($j, $i, $p, $h, $s, $m)
+                    """, cancellationToken, ("$j", seq), ("$i", idx), ("$p", Normalize(file.RelativePath)), ("$h", file.Hash), ("$s", file.Size),
+                    ("$m", file.ModifiedUs)).ConfigureAwait(false);
+            }
+
+            await ExecuteAsync("INSERT INTO completions(job_seq, task_idx, lease, agent, at_ms) VALUES($j, $i, $l, $a, $t)", cancellationToken,
+                ("$j", seq), ("$i", idx), ("$l", request.Lease), ("$a", request.Agent), ("$t", now)).ConfigureAwait(false);
+            if (hasDeps)
+            {
                 await ExecuteAsync("""
                     UPDATE tasks SET pending=pending-1 WHERE job_seq=$j AND idx IN (SELECT task_idx FROM deps WHERE job_seq=$j AND dep_idx=$i)
                     """, cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
             }
-            else if (request.Outcome == 2)
+        }
+        else if (request.Outcome == 2)
+        {
+            // Handed back by a draining agent: not an attempt.
+            newState = Queued;
+            await ExecuteAsync("""
+                UPDATE tasks SET state=0, attempts=max(attempts-1, 0), lease_expiry=NULL, message='interrupted: handed back by a stopping agent'
+                WHERE job_seq=$j AND idx=$i
+                """, cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+        }
+        else
+        {
+            await ExecuteAsync("""
+                INSERT INTO failures(job_seq, agent, n) VALUES($j, $a, 1) ON CONFLICT(job_seq, agent) DO UPDATE SET n=n+1
+                """, cancellationToken, ("$j", seq), ("$a", request.Agent)).ConfigureAwait(false);
+            newState = attempts >= maxAttempts ? Failed : Queued;
+            await ExecuteAsync("""
+                UPDATE tasks SET state=$s, exit_code=$x, completed_ms=$t, lease_expiry=NULL, message=$m WHERE job_seq=$j AND idx=$i
+                """, cancellationToken, ("$s", newState), ("$x", request.ExitCode), ("$t", newState == Failed ? now : null), ("$m", request.Message),
+                ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+            if (newState == Failed)
             {
-                // Handed back by a draining agent: not an attempt.
-                newState = Queued;
-                await ExecuteAsync("""
-                    UPDATE tasks SET state=0, attempts=max(attempts-1, 0), lease_expiry=NULL, message='interrupted: handed back by a stopping agent'
-                    WHERE job_seq=$j AND idx=$i
-                    """, cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+                await FailDependentsAsync(seq, idx, cancellationToken).ConfigureAwait(false);
             }
-            else
-            {
-                await ExecuteAsync("""
-                    INSERT INTO failures(job_seq, agent, n) VALUES($j, $a, 1) ON CONFLICT(job_seq, agent) DO UPDATE SET n=n+1
-                    """, cancellationToken, ("$j", seq), ("$a", request.Agent)).ConfigureAwait(false);
-                newState = attempts >= maxAttempts ? Failed : Queued;
-                await ExecuteAsync("""
-                    UPDATE tasks SET state=$s, exit_code=$x, completed_ms=$t, lease_expiry=NULL, message=$m WHERE job_seq=$j AND idx=$i
-                    """, cancellationToken, ("$s", newState), ("$x", request.ExitCode), ("$t", newState == Failed ? now : null), ("$m", request.Message),
-                    ("$j", seq), ("$i", idx)).ConfigureAwait(false);
-                if (newState == Failed)
-                {
-                    await FailDependentsAsync(seq, idx, cancellationToken).ConfigureAwait(false);
-                }
-            }
+        }
 
-            await MarkTerminalAsync(seq, now, cancellationToken).ConfigureAwait(false);
-            var leased = next is null ? null : await LeaseCoreAsync(next, cancellationToken).ConfigureAwait(false);
-            transaction.Commit();
-            return new Report(true, seq, idx, newState, leased);
-        }, cancellationToken);
+        return new Report(true, seq, idx, newState);
+    }
 
     /// <summary>A task whose lease lapsed, and what became of it.</summary>
     /// <param name="JobId">The job id.</param>
