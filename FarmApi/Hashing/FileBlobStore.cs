@@ -125,6 +125,82 @@ public sealed partial class FileBlobStore
         }
     }
 
+    /// <summary>
+    /// Copies a file to <paramref name="destinationPath"/> and keeps that copy as the blob of its content (a hard link into
+    /// the store), hashing the file while the kernel copies it: the bytes are written once, not into the store and then
+    /// again, and the hash costs no time of its own on a machine with a core to spare. The copy is read-only, as a
+    /// linked blob is. When the store is on another filesystem the copy stays and the blob is copied in besides.
+    /// </summary>
+    /// <param name="sourcePath">The file.</param>
+    /// <param name="destinationPath">The file to create or replace.</param>
+    /// <param name="cancellationToken">Cancels the copy.</param>
+    /// <returns>The content hash.</returns>
+    public async Task<string> CopyAndAddAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(sourcePath);
+        ArgumentException.ThrowIfNullOrEmpty(destinationPath);
+        var before = new FileInfo(sourcePath);
+        if (!before.Exists)
+        {
+            throw new FileNotFoundException($"'{sourcePath}' does not exist.", sourcePath);
+        }
+
+        var (length, modified) = (before.Length, before.LastWriteTimeUtc);
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(destinationPath))!);
+        if (File.Exists(destinationPath) || new FileInfo(destinationPath).LinkTarget is not null)
+        {
+            File.Delete(destinationPath);
+        }
+
+        string hash;
+        using (var source = File.OpenHandle(sourcePath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+        {
+            var options = new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.Write,
+                Share = FileShare.ReadWrite | FileShare.Delete,
+                BufferSize = 0,
+            };
+            if (!OperatingSystem.IsWindows())
+            {
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+            }
+
+            var target = new FileStream(destinationPath, options);
+            await using (target.ConfigureAwait(false))
+            {
+                hash = await KernelCopy.CopyAndHashAsync(source, target.SafeFileHandle, length, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        var after = new FileInfo(sourcePath);
+        if (after.Length != length || after.LastWriteTimeUtc != modified)
+        {
+            // The file changed while it was read twice (copied and hashed): the copy's own content names the blob.
+            hash = await ContentHash.ComputeFileAsync(destinationPath, cancellationToken).ConfigureAwait(false);
+        }
+
+        var blob = GetPath(hash);
+        if (File.Exists(blob))
+        {
+            return hash;
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
+        if (OperatingSystem.IsWindows() || (Link(destinationPath, blob) != 0 && !File.Exists(blob)))
+        {
+            // No hard links here (another filesystem, or Windows): the store gets its own copy.
+            var copy = new FileStream(destinationPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan);
+            await using (copy.ConfigureAwait(false))
+            {
+                await AddStreamAsync(copy, hash, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        return hash;
+    }
+
     /// <summary>Lays a stored blob out at <paramref name="destinationPath"/>: a hard link where possible, else a copy.</summary>
     /// <param name="hash">The content hash.</param>
     /// <param name="destinationPath">The file to create or replace.</param>

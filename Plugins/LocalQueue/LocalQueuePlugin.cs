@@ -93,27 +93,25 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         var filesDone = 0;
         var linked = 0;
         progress?.Report(new TransferProgress(0, total, 0, files.Count, null));
-        // Two files at a time (hashing is CPU, copying is I/O); a file the hash cache knows is not read at all, and
-        // a new one is hashed while it is copied into the blob store.
+        // Two files at a time; a file the hash cache knows (and whose blob is stored) is linked without being read, and
+        // a new one is copied into the job folder by the kernel while it is hashed, then that copy becomes its blob.
         var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, Environment.ProcessorCount), CancellationToken = cancellationToken };
         await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), options, async (i, ct) =>
         {
             var local = files[i].LocalPath;
-            string hash;
             if (_hashCache.TryGetCached(local, out var cached) && _blobs.Contains(cached))
             {
-                hash = cached;
+                await _blobs.LinkOrCopyAsync(cached, destinations[i], ct).ConfigureAwait(false);
                 Interlocked.Increment(ref linked);
             }
             else
             {
                 var before = new FileInfo(local);
                 var (size, modified) = (before.Length, before.LastWriteTimeUtc);
-                hash = await _blobs.AddFileAsync(local, cached, ct).ConfigureAwait(false);
+                var hash = await _blobs.CopyAndAddAsync(local, destinations[i], ct).ConfigureAwait(false);
                 _hashCache.Remember(local, size, modified, hash);
             }
 
-            await _blobs.LinkOrCopyAsync(hash, destinations[i], ct).ConfigureAwait(false);
             var bytes = Interlocked.Add(ref done, sizes[i]);
             var count = Interlocked.Increment(ref filesDone);
             progress?.Report(new TransferProgress(bytes, total, count, files.Count, files[i].RelativePath));

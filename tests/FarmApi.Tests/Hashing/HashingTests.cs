@@ -116,6 +116,63 @@ public sealed class HashingTests : IDisposable
         Assert.Single(Directory.GetFiles(store.Root, "*", SearchOption.AllDirectories));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(5)]
+    [InlineData(1 << 20)]
+    [InlineData((3 << 20) + 17)]
+    public async Task BlobStore_CopyAndAdd_CopiesHashesAndKeepsTheCopyAsTheBlob(int size)
+    {
+        var store = new FileBlobStore(_dir.Combine("blobs"));
+        var bytes = new byte[size];
+        new Random(size).NextBytes(bytes);
+        var source = _dir.Combine("src", $"f{size}.bin");
+        Directory.CreateDirectory(Path.GetDirectoryName(source)!);
+        await File.WriteAllBytesAsync(source, bytes);
+        var destination = _dir.Combine("job", "deep", "f.bin");
+        Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+        await File.WriteAllTextAsync(destination, "an older file in the way");
+
+        var hash = await store.CopyAndAddAsync(source, destination);
+
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(bytes)), hash);
+        Assert.Equal(bytes, await File.ReadAllBytesAsync(destination));
+        Assert.True(store.Contains(hash));
+        Assert.Equal(bytes, await File.ReadAllBytesAsync(store.GetPath(hash)));
+        // The job's copy is the blob (one inode, read-only), not a second copy of the bytes.
+        Assert.Equal(2, LinkCount(destination));
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead, File.GetUnixFileMode(destination));
+        }
+
+        // The same content again, elsewhere: the blob is kept, the new copy is the job's own.
+        var second = _dir.Combine("job2", "f.bin");
+        Assert.Equal(hash, await store.CopyAndAddAsync(source, second));
+        Assert.Equal(bytes, await File.ReadAllBytesAsync(second));
+        Assert.Single(Directory.GetFiles(store.Root, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task BlobStore_CopyAndAdd_OfAMissingFile_FailsAndWritesNothing()
+    {
+        var store = new FileBlobStore(_dir.Combine("blobs"));
+
+        await Assert.ThrowsAsync<FileNotFoundException>(() => store.CopyAndAddAsync(_dir.Combine("nope.bin"), _dir.Combine("job", "nope.bin")));
+
+        Assert.False(File.Exists(_dir.Combine("job", "nope.bin")));
+        Assert.Empty(Directory.GetFiles(store.Root, "*", SearchOption.AllDirectories));
+    }
+
+    private static long LinkCount(string path)
+    {
+        // `stat -c %h`: the number of names of the file's inode.
+        using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%h", path]) { RedirectStandardOutput = true })!;
+        var text = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return long.Parse(text.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     [Fact]
     public async Task BlobStore_ContentNotMatchingItsHash_IsRefused_AndNothingIsStored()
     {

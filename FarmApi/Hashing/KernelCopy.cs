@@ -1,0 +1,196 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using Microsoft.Win32.SafeHandles;
+
+namespace FarmApi.Hashing;
+
+/// <summary>
+/// A file copy that hashes what it copies: small files in one read, one hash and one write; large ones copied by the
+/// kernel (<c>copy_file_range</c>, as <c>cp</c> does on Linux) while another thread reads and hashes the source.
+/// </summary>
+internal static partial class KernelCopy
+{
+    private const int SmallFile = 1 << 20;
+    private const int Chunk = 1 << 20;
+    private const int Eintr = 4;
+    private static int _kernelCopyUnavailable;
+
+    public static async Task<string> CopyAndHashAsync(SafeFileHandle source, SafeFileHandle target, long length, CancellationToken cancellationToken)
+    {
+        if (length <= SmallFile)
+        {
+            return CopySmall(source, target);
+        }
+
+        var hashing = Task.Run(() => Hash(source, cancellationToken), cancellationToken);
+        try
+        {
+            if (!OperatingSystem.IsLinux() || Volatile.Read(ref _kernelCopyUnavailable) != 0 || !TryKernelCopy(source, target, cancellationToken))
+            {
+                CopyInUserSpace(source, target, cancellationToken);
+            }
+        }
+        finally
+        {
+            // The hashing thread reads the source handle: it ends before the caller closes it.
+            await ((Task)hashing).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        return await hashing.ConfigureAwait(false);
+    }
+
+    private static string CopySmall(SafeFileHandle source, SafeFileHandle target)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(SmallFile + 1);
+        try
+        {
+            var total = 0;
+            int read;
+            while ((read = RandomAccess.Read(source, buffer.AsSpan(total), total)) > 0)
+            {
+                total += read;
+                if (total == buffer.Length)
+                {
+                    // It grew past the small-file size since it was measured: the rest the general way.
+                    RandomAccess.Write(target, buffer.AsSpan(0, total), 0);
+                    using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                    sha.AppendData(buffer, 0, total);
+                    CopyRest(source, target, sha, total);
+                    return Convert.ToHexStringLower(sha.GetHashAndReset());
+                }
+            }
+
+            RandomAccess.Write(target, buffer.AsSpan(0, total), 0);
+            return Convert.ToHexStringLower(SHA256.HashData(buffer.AsSpan(0, total)));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static void CopyRest(SafeFileHandle source, SafeFileHandle target, IncrementalHash sha, long offset)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
+        try
+        {
+            int read;
+            while ((read = RandomAccess.Read(source, buffer.AsSpan(0, Chunk), offset)) > 0)
+            {
+                sha.AppendData(buffer, 0, read);
+                RandomAccess.Write(target, buffer.AsSpan(0, read), offset);
+                offset += read;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static string Hash(SafeFileHandle source, CancellationToken cancellationToken)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
+        try
+        {
+            long offset = 0;
+            int read;
+            while ((read = RandomAccess.Read(source, buffer.AsSpan(0, Chunk), offset)) > 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                sha.AppendData(buffer, 0, read);
+                offset += read;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    private static void CopyInUserSpace(SafeFileHandle source, SafeFileHandle target, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
+        try
+        {
+            long offset = 0;
+            int read;
+            while ((read = RandomAccess.Read(source, buffer.AsSpan(0, Chunk), offset)) > 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                RandomAccess.Write(target, buffer.AsSpan(0, read), offset);
+                offset += read;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Copies with <c>copy_file_range</c>; false (nothing written) when the kernel cannot do it for these files.</summary>
+    private static unsafe bool TryKernelCopy(SafeFileHandle source, SafeFileHandle target, CancellationToken cancellationToken)
+    {
+        var added = false;
+        var addedTarget = false;
+        try
+        {
+            source.DangerousAddRef(ref added);
+            target.DangerousAddRef(ref addedTarget);
+            var input = (int)source.DangerousGetHandle();
+            var output = (int)target.DangerousGetHandle();
+            long inOffset = 0;
+            long outOffset = 0;
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var copied = CopyFileRange(input, &inOffset, output, &outOffset, 1 << 26, 0);
+                if (copied == 0)
+                {
+                    return true;
+                }
+
+                if (copied < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == Eintr)
+                    {
+                        continue;
+                    }
+
+                    if (inOffset == 0)
+                    {
+                        // ENOSYS, EXDEV, EINVAL, EOPNOTSUPP...: not for these files; remember ENOSYS for every file.
+                        if (errno == 38)
+                        {
+                            Volatile.Write(ref _kernelCopyUnavailable, 1);
+                        }
+
+                        return false;
+                    }
+
+                    throw new IOException($"Copying a file failed: {Marshal.GetPInvokeErrorMessage(errno)}.");
+                }
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                source.DangerousRelease();
+            }
+
+            if (addedTarget)
+            {
+                target.DangerousRelease();
+            }
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "copy_file_range", SetLastError = true)]
+    private static unsafe partial nint CopyFileRange(int input, long* inputOffset, int output, long* outputOffset, nuint length, uint flags);
+}
