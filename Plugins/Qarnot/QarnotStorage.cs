@@ -127,7 +127,9 @@ internal sealed class QarnotStorage : IDisposable
         IProgress<TransferProgress>? progress, CancellationToken cancellationToken)
     {
         var remote = await ListAsync(bucket, listPrefix, cancellationToken).ConfigureAwait(false);
-        var sizes = files.Select(f => new FileInfo(f.LocalPath).Length).ToArray();
+        // One stat per file: its size and modification time serve the progress total, the ETag cache and the upload.
+        var infos = files.Select(f => new FileInfo(Path.GetFullPath(f.LocalPath))).ToArray();
+        var sizes = infos.Select(i => i.Length).ToArray();
         var total = sizes.Sum();
         long bytesDone = 0;
         long bytesSent = 0;
@@ -154,7 +156,7 @@ internal sealed class QarnotStorage : IDisposable
             async (i, ct) =>
             {
                 var (local, key) = files[i];
-                var etag = await _etags.GetAsync(local, PartSize, ct).ConfigureAwait(false);
+                var etag = await _etags.GetAsync(infos[i], PartSize, ct).ConfigureAwait(false);
                 if (remote.TryGetValue(key, out var existing) && existing.Size == sizes[i] && EtagMatches(etag, existing.ETag))
                 {
                     Interlocked.Increment(ref skipped);
@@ -173,7 +175,7 @@ internal sealed class QarnotStorage : IDisposable
                     }
                     else
                     {
-                        await PutFileAsync(bucket, key, local, etag, ct).ConfigureAwait(false);
+                        await PutFileAsync(bucket, key, local, sizes[i], etag, ct).ConfigureAwait(false);
                         Interlocked.Add(ref bytesDone, sizes[i]);
                         Interlocked.Add(ref bytesSent, sizes[i]);
                     }
@@ -330,14 +332,14 @@ internal sealed class QarnotStorage : IDisposable
 
     public static string NormalizeEtag(string? etag) => (etag ?? string.Empty).Trim('"').ToLowerInvariant();
 
-    private async Task PutFileAsync(string bucket, string key, string local, string expectedEtag, CancellationToken cancellationToken)
+    private async Task PutFileAsync(string bucket, string key, string local, long size, string expectedEtag, CancellationToken cancellationToken)
     {
         await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var response = await RunAsync(() => _s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, FilePath = local, UseChunkEncoding = false }, cancellationToken),
                 $"upload {local} to s3://{bucket}/{key}").ConfigureAwait(false);
-            Interlocked.Add(ref _contentBytesSent, new FileInfo(local).Length);
+            Interlocked.Add(ref _contentBytesSent, size);
             CheckEtag(bucket, key, expectedEtag, response.ETag);
         }
         finally
@@ -463,11 +465,11 @@ internal sealed class QarnotStorage : IDisposable
         private bool _loaded;
         private int _dirty;
 
-        public async Task<string> GetAsync(string path, long partSize, CancellationToken cancellationToken)
+        // The file by its full path, as UploadAsync looked at it: its length and time are those of that one look.
+        public async Task<string> GetAsync(FileInfo info, long partSize, CancellationToken cancellationToken)
         {
             await LoadAsync(cancellationToken).ConfigureAwait(false);
-            var full = Path.GetFullPath(path);
-            var info = new FileInfo(full);
+            var full = info.FullName;
             var ticks = info.LastWriteTimeUtc.Ticks;
             if (_entries.TryGetValue(full, out var entry) && entry.Size == info.Length && entry.Ticks == ticks)
             {
