@@ -58,6 +58,36 @@ public sealed class QarnotAdapterTests(QarnotFixture fixture) : IDisposable
     }
 
     [ComponentFact(Components.S3)]
+    public async Task CopyRenderFiles_SendsAFileAgain_WhenItChangedWithTheSameSize()
+    {
+        var files = new[]
+        {
+            new RenderFile(RandomFile(_dir, "a.bin", 5_000), "a.bin"),
+            new RenderFile(RandomFile(_dir, "b.bin", 5_000), "b.bin"),
+        };
+        var logs = new FakeLogCollector();
+        using var loggerFactory = LoggerFactory.Create(b => b.AddProvider(new FakeLoggerProvider(logs)));
+        var context = RenderContext.Create("changed");
+        await using (var plugin = await fixture.NewPluginAsync(loggerFactory: loggerFactory))
+        {
+            await plugin.CopyRenderFilesAsync(context, await plugin.CreateTemporaryFolderAsync(context), files);
+        }
+
+        // Same path and size, other bytes, a later time: the cached ETag of the old bytes must not be used.
+        var changed = new byte[5_000];
+        Random.Shared.NextBytes(changed);
+        await File.WriteAllBytesAsync(files[1].LocalPath, changed);
+        File.SetLastWriteTimeUtc(files[1].LocalPath, DateTime.UtcNow.AddMinutes(1));
+
+        await using var again = await fixture.NewPluginAsync(loggerFactory: loggerFactory);
+        await again.CopyRenderFilesAsync(context, await again.CreateTemporaryFolderAsync(context), files);
+
+        var staged = logs.GetSnapshot().Where(r => r.Id.Id == 6002).Select(r => r.Message).ToList();
+        Assert.Contains("1 uploaded (5000 bytes), 1 already there", staged[^1], StringComparison.Ordinal);
+        await ReadObjectAsync(fixture, "farmtests-resources", $"{context.Id}/b.bin", changed.Length, Sha256(changed));
+    }
+
+    [ComponentFact(Components.S3)]
     public async Task FailedTile_Restart_RunsOnlyThatInstanceAgain_ThenTheMerge()
     {
         var runs = _dir.Combine("runs.txt");
