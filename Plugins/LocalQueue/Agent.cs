@@ -35,6 +35,12 @@ internal sealed record AgentOptions(string DataDirectory, string AgentId, TimeSp
 /// </summary>
 internal sealed class Agent
 {
+    /// <summary>A task that ends within this (and succeeds) lets the agent claim the job's next tasks in batches.</summary>
+    internal static readonly TimeSpan ShortTask = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>How many tasks an agent claims at once while tasks are short.</summary>
+    internal const int AheadTasks = 8;
+
     /// <summary>How long a command runs before its process group is recorded in the queue.</summary>
     internal static readonly TimeSpan ProcessGroupDelay = TimeSpan.FromMilliseconds(50);
 
@@ -46,6 +52,8 @@ internal sealed class Agent
     private readonly object _beatGate = new();
     private (long Seq, AppendLog Writer)? _jobLog;
     private RunningTask? _running;
+    private long _generation;
+    private int _holding;
     private readonly Dictionary<(string Name, string Path), string> _resolved = [];
     private readonly Lazy<Dictionary<string, string>> _baseEnvironment = new(() =>
         Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
@@ -103,37 +111,93 @@ internal sealed class Agent
 
         using var heartbeat = new Timer(_ => Beat(), null, _options.Heartbeat, _options.Heartbeat);
         var lastWork = Stopwatch.StartNew();
+        var ahead = new Queue<(ClaimedTask Task, long Generation)>();
+        var reports = new List<TaskReport>();
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                RunClaimedWork(ahead, reports, lastWork, cancellationToken);
+                CloseJobLog();
+                if (lastWork.Elapsed > _options.Idle)
+                {
+                    return;
+                }
+
+                var wait = Min(_options.Poll, _options.Idle - lastWork.Elapsed + TimeSpan.FromMilliseconds(10));
+                await _wake.WaitAsync(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // Told to stop: what ran is reported, what was claimed ahead and never started is given back.
+            try
+            {
+                _store.Report(reports, _options.AgentId);
+                _store.Release([.. ahead.Select(a => a.Task)], _options.AgentId);
+            }
+            catch (FarmPluginException)
+            {
+                // The database stayed busy: those leases lapse and the tasks run again elsewhere.
+            }
+        }
+    }
+
+    /// <summary>
+    /// Runs tasks until none is runnable. While tasks end within <see cref="ShortTask"/>, the agent claims up to
+    /// <see cref="AheadTasks"/> of a job at once and reports them in one transaction with the next claim: a burst of
+    /// short tasks costs one commit per batch, not one per task. A long task is reported as soon as it ends.
+    /// </summary>
+    private void RunClaimedWork(Queue<(ClaimedTask Task, long Generation)> ahead, List<TaskReport> reports, Stopwatch lastWork,
+        CancellationToken cancellationToken)
+    {
+        var claim = 1;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var claimed = _store.Claim(_options.AgentId, _node, _options.Lease);
-            while (claimed is not null)
+            if (ahead.Count == 0)
             {
-                var exitCode = RunTask(claimed, cancellationToken);
-                lastWork.Restart();
-                if (exitCode is not { } code)
+                var generation = Interlocked.Read(ref _generation);
+                foreach (var claimed in _store.ReportAndClaim(reports, _options.AgentId, _node, _options.Lease, claim))
                 {
-                    claimed = cancellationToken.IsCancellationRequested ? null : _store.Claim(_options.AgentId, _node, _options.Lease);
+                    ahead.Enqueue((claimed, generation));
                 }
-                else if (cancellationToken.IsCancellationRequested)
+
+                reports.Clear();
+                Volatile.Write(ref _holding, ahead.Count);
+                if (ahead.Count == 0)
                 {
-                    _store.Report(claimed, _options.AgentId, code);
-                    claimed = null;
-                }
-                else
-                {
-                    // The report and the next claim in one transaction.
-                    claimed = _store.ReportAndClaim(claimed, _options.AgentId, code, _node, _options.Lease);
+                    return;
                 }
             }
 
-            CloseJobLog();
-            if (lastWork.Elapsed > _options.Idle)
+            var (task, claimedAt) = ahead.Dequeue();
+            // The queue changed since this task was claimed (a stop, a restart): it runs only if it is still ours.
+            if (claimedAt != Interlocked.Read(ref _generation) && !_store.StillHeld(task, _options.AgentId))
             {
-                return;
+                continue;
             }
 
-            var wait = Min(_options.Poll, _options.Idle - lastWork.Elapsed + TimeSpan.FromMilliseconds(10));
-            await _wake.WaitAsync(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, cancellationToken).ConfigureAwait(false);
+            var started = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            var watch = Stopwatch.StartNew();
+            var exitCode = RunTask(task, cancellationToken);
+            lastWork.Restart();
+            if (exitCode is not { } code)
+            {
+                claim = 1;
+                continue; // stopped, or the lease went to another agent: nothing to report
+            }
+
+            reports.Add(new TaskReport(task, code, started));
+            var isShort = code == 0 && watch.Elapsed < ShortTask;
+            claim = isShort ? AheadTasks : 1;
+            if ((!isShort || reports.Count >= AheadTasks) && ahead.Count > 0)
+            {
+                // Reported now, not with the next claim (which waits for the tasks still held).
+                _store.Report(reports, _options.AgentId);
+                reports.Clear();
+            }
+
+            Volatile.Write(ref _holding, ahead.Count + reports.Count);
         }
     }
 
@@ -160,6 +224,7 @@ internal sealed class Agent
 
     private void Wake()
     {
+        Interlocked.Increment(ref _generation);
         if (_wake.CurrentCount == 0)
         {
             _wake.Release();
@@ -254,6 +319,12 @@ internal sealed class Agent
         try
         {
             _store.Heartbeat(_options.AgentId, Environment.ProcessId);
+            if (Volatile.Read(ref _holding) > 0)
+            {
+                // Tasks claimed ahead, and short ones not reported yet, keep their leases too.
+                _store.RenewAll(_options.AgentId, _options.Lease);
+            }
+
             if (Volatile.Read(ref _running) is { } running && !_store.Renew(running.Task, _options.AgentId, _options.Lease))
             {
                 running.LeaseLost.Cancel();

@@ -225,6 +225,8 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
             _ = NativeMethods.Kill(-group, NativeMethods.SigKill);
         }
 
+        // Agents holding tasks of the job claimed ahead check them before starting any.
+        TouchWake();
         Log.Stopped(Logger, jobId, groups.Count);
         return Task.CompletedTask;
     }

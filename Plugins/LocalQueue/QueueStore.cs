@@ -7,7 +7,10 @@ namespace FarmPlugins.LocalQueue;
 
 /// <summary>A task an agent has claimed: what to run and the attempt that fences its reports.</summary>
 internal sealed record ClaimedTask(long JobSeq, int Index, string JobId, string Folder, TaskSpec Spec, int Attempt,
-    IReadOnlyDictionary<string, string> Environment);
+    IReadOnlyDictionary<string, string> Environment, bool HasDependencies = true);
+
+/// <summary>An attempt's end as an agent reports it: its exit code and when it started (Unix milliseconds).</summary>
+internal sealed record TaskReport(ClaimedTask Task, int ExitCode, long StartedAt);
 
 /// <summary>
 /// The durable queue: jobs, tasks and agents in one SQLite database (WAL). Every change is one IMMEDIATE transaction,
@@ -30,7 +33,7 @@ internal sealed class QueueStore
     private readonly SqliteConnection? _kept;
     private readonly Dictionary<string, SqliteCommand> _statements = new(StringComparer.Ordinal);
     private long _lastLapseCheck = long.MinValue / 2;
-    private readonly Dictionary<long, (bool? HasDependencies, IReadOnlyDictionary<string, string>? Environment)> _jobFacts = [];
+    private readonly Dictionary<(long Seq, long SubmittedAt), (bool HasDependencies, IReadOnlyDictionary<string, string> Environment)> _jobFacts = [];
 
     /// <param name="databasePath">The database file.</param>
     /// <param name="clock">The clock.</param>
@@ -181,23 +184,91 @@ internal sealed class QueueStore
     /// <summary>Claims the next runnable task for <paramref name="agentId"/>: priority, then submission, then task order.</summary>
     public ClaimedTask? Claim(string agentId, string node, TimeSpan lease)
     {
-        return Run(connection => InTransaction(connection, () => ClaimCore(connection, agentId, node, lease)));
+        return Run(connection => InTransaction(connection, () => ClaimCore(connection, agentId, node, lease, 1))).FirstOrDefault();
     }
 
     /// <summary>
-    /// Reports an attempt's end and claims the agent's next task in one transaction (one commit per task, not two: the
-    /// queue's write lock is what two agents contend for). The report is ignored when the attempt was superseded.
+    /// Reports the ends of attempts and claims the agent's next tasks in one transaction (one commit for a batch of short
+    /// tasks: the queue's write lock is what agents contend for). A report is ignored when its attempt was superseded.
+    /// Up to <paramref name="claim"/> tasks of one job are claimed at once; with more than one, their start times stay
+    /// empty until each one's report (or its process group's record) says when it started.
     /// </summary>
-    public ClaimedTask? ReportAndClaim(ClaimedTask task, string agentId, int exitCode, string node, TimeSpan lease)
+    public IReadOnlyList<ClaimedTask> ReportAndClaim(IReadOnlyList<TaskReport> reports, string agentId, string node, TimeSpan lease, int claim)
     {
         return Run(connection => InTransaction(connection, () =>
         {
-            ReportCore(connection, task, agentId, exitCode, 1);
-            return ClaimCore(connection, agentId, node, lease);
+            ReportAll(connection, reports, agentId);
+            return claim > 0 ? ClaimCore(connection, agentId, node, lease, claim) : [];
         }));
     }
 
-    private ClaimedTask? ClaimCore(SqliteConnection connection, string agentId, string node, TimeSpan lease)
+    /// <summary>Reports attempts' ends in one transaction (ignored when superseded).</summary>
+    public void Report(IReadOnlyList<TaskReport> reports, string agentId)
+    {
+        if (reports.Count > 0)
+        {
+            Run(connection => InTransaction(connection, () =>
+            {
+                ReportAll(connection, reports, agentId);
+                return 0;
+            }));
+        }
+    }
+
+    private void ReportAll(SqliteConnection connection, IReadOnlyList<TaskReport> reports, string agentId)
+    {
+        // Successes first and the "was it the job's last task?" question once per job, not once per task.
+        var finishedJobs = new HashSet<long>();
+        foreach (var report in reports)
+        {
+            if (ReportCore(connection, report.Task, agentId, report.ExitCode, 1, report.StartedAt, checkJob: false))
+            {
+                finishedJobs.Add(report.Task.JobSeq);
+            }
+        }
+
+        foreach (var seq in finishedJobs)
+        {
+            if (Scalar(connection, "SELECT 1 FROM tasks WHERE job_seq=$s AND state IN (0,1) LIMIT 1", ("$s", seq)) is null)
+            {
+                UpdateJobState(connection, seq);
+            }
+        }
+    }
+
+    /// <summary>Gives back claimed tasks that were never started (an agent told to stop): no attempt is counted.</summary>
+    public void Release(IReadOnlyList<ClaimedTask> tasks, string agentId)
+    {
+        if (tasks.Count == 0)
+        {
+            return;
+        }
+
+        Run(connection => InTransaction(connection, () =>
+        {
+            foreach (var task in tasks)
+            {
+                Execute(connection, """
+                    UPDATE tasks SET state=0, attempts=attempts-1, lease_owner=NULL, lease_expiry=NULL, started_at=NULL
+                    WHERE job_seq=$s AND idx=$i AND state=1 AND lease_owner=$o AND attempts=$a
+                    """, ("$s", task.JobSeq), ("$i", task.Index), ("$o", agentId), ("$a", task.Attempt));
+            }
+
+            return 0;
+        }));
+    }
+
+    /// <summary>Whether a claimed attempt is still this agent's (not stopped, not requeued).</summary>
+    public bool StillHeld(ClaimedTask task, string agentId) =>
+        Run(connection => Scalar(connection, "SELECT 1 FROM tasks WHERE job_seq=$s AND idx=$i AND state=1 AND lease_owner=$o AND attempts=$a",
+            ("$s", task.JobSeq), ("$i", task.Index), ("$o", agentId), ("$a", task.Attempt)) is not null);
+
+    /// <summary>Renews the leases of every task the agent holds (those claimed ahead and those not yet reported).</summary>
+    public void RenewAll(string agentId, TimeSpan lease) =>
+        Run(connection => Execute(connection, "UPDATE tasks SET lease_expiry=$e WHERE lease_owner=$o AND state=1",
+            ("$e", Now + (long)lease.TotalMilliseconds), ("$o", agentId)));
+
+    private List<ClaimedTask> ClaimCore(SqliteConnection connection, string agentId, string node, TimeSpan lease, int count)
     {
         // Lapsed leases are looked for at most every tenth of a lease (and every second): a lease lapses on that scale,
         // and one query fewer per task is what a burst of short tasks notices.
@@ -208,12 +279,12 @@ internal sealed class QueueStore
             _lastLapseCheck = Now;
         }
 
-        // Jobs in priority then submission order, then the job's first runnable task through tasks_by_job_state: each
+        // Jobs in priority then submission order, then the job's first runnable tasks through tasks_by_job_state: each
         // claim costs a few index lookups, whatever the number of tasks queued (one ORDER BY over every ready task of
         // every job made dispatch quadratic).
-        (long Seq, string Id, string Folder, string Environment, int State)? job = null;
+        (long Seq, string Id, string Folder, string Environment, int State, long SubmittedAt)? job = null;
         using (var jobs = Prepare(connection, """
-                SELECT seq, id, folder, environment, state FROM jobs j INDEXED BY jobs_active WHERE state IN (0,1)
+                SELECT seq, id, folder, environment, state, submitted_at FROM jobs j INDEXED BY jobs_active WHERE state IN (0,1)
                   AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_seq=j.seq AND t.state=0 AND t.deps_pending=0)
                 ORDER BY priority DESC, seq LIMIT 1
                 """))
@@ -221,50 +292,58 @@ internal sealed class QueueStore
             using var reader = jobs.Command.ExecuteReader();
             if (reader.Read())
             {
-                job = (reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt32(4));
+                job = (reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt32(4), reader.GetInt64(5));
             }
         }
 
-        ClaimedTask? claimed = null;
-        if (job is { } found)
+        var claimed = new List<ClaimedTask>(count);
+        if (job is not { } found)
         {
-            using var select = Prepare(connection, "SELECT idx, spec, attempts FROM tasks WHERE job_seq=$s AND state=0 AND deps_pending=0 ORDER BY idx LIMIT 1");
-            select.Command.Parameters.AddWithValue("$s", found.Seq);
-            using var reader = select.Command.ExecuteReader();
-            if (reader.Read())
-            {
-                claimed = new ClaimedTask(found.Seq, reader.GetInt32(0), found.Id, found.Folder,
-                    JsonSerializer.Deserialize<TaskSpec>(reader.GetString(1), Json)!, reader.GetInt32(2) + 1,
-                    JobEnvironment(found.Seq, found.Environment));
-            }
+            return claimed;
         }
 
-        if (claimed is null)
-        {
-            return null;
-        }
-
+        // The first `count` runnable tasks of the job, claimed and read in one statement. A task claimed ahead (count > 1)
+        // has no start time until the agent starts it: a lapsed lease then gives it back without counting an attempt.
         var now = Now;
-        Execute(connection, """
-            UPDATE tasks SET state=1, attempts=$a, lease_owner=$o, lease_expiry=$e, node=$n, pgid=NULL, exit_code=NULL,
-              started_at=$now, completed_at=NULL WHERE job_seq=$s AND idx=$i
-            """,
-            ("$a", claimed.Attempt), ("$o", agentId), ("$e", now + (long)lease.TotalMilliseconds), ("$n", node), ("$now", now),
-            ("$s", claimed.JobSeq), ("$i", claimed.Index));
+        using (var update = Prepare(connection, """
+                UPDATE tasks SET state=1, attempts=attempts+1, lease_owner=$o, lease_expiry=$e, node=$n, pgid=NULL, exit_code=NULL,
+                  started_at=CASE WHEN $k=1 THEN $now ELSE NULL END, completed_at=NULL
+                WHERE job_seq=$s AND idx IN (SELECT idx FROM tasks WHERE job_seq=$s AND state=0 AND deps_pending=0 ORDER BY idx LIMIT $k)
+                RETURNING idx, spec, attempts
+                """))
+        {
+            var parameters = update.Command.Parameters;
+            parameters.AddWithValue("$o", agentId);
+            parameters.AddWithValue("$e", now + (long)lease.TotalMilliseconds);
+            parameters.AddWithValue("$n", node);
+            parameters.AddWithValue("$k", count);
+            parameters.AddWithValue("$now", now);
+            parameters.AddWithValue("$s", found.Seq);
+            var facts = JobFacts(connection, found.Seq, found.SubmittedAt, found.Environment);
+            using var reader = update.Command.ExecuteReader();
+            while (reader.Read())
+            {
+                claimed.Add(new ClaimedTask(found.Seq, reader.GetInt32(0), found.Id, found.Folder,
+                    JsonSerializer.Deserialize<TaskSpec>(reader.GetString(1), Json)!, reader.GetInt32(2), facts.Environment, facts.HasDependencies));
+            }
+        }
+
+        claimed.Sort((x, y) => x.Index.CompareTo(y.Index));
         // A claimed task can only move its job from Waiting to Running.
-        if (job!.Value.State == Waiting)
+        if (claimed.Count > 0 && found.State == Waiting)
         {
             Execute(connection, "UPDATE jobs SET state=1, started_at=ifnull(started_at,$now) WHERE seq=$s AND state=0",
-                ("$now", now), ("$s", claimed.JobSeq));
+                ("$now", now), ("$s", found.Seq));
         }
+
         return claimed;
     }
 
     /// <summary>Records the process group of a running attempt, so a stop from any process can kill it.</summary>
     public bool SetProcessGroup(ClaimedTask task, string agentId, int pgid) =>
         Run(connection => Execute(connection,
-            "UPDATE tasks SET pgid=$g WHERE job_seq=$s AND idx=$i AND state=1 AND lease_owner=$o AND attempts=$a",
-            ("$g", pgid), ("$s", task.JobSeq), ("$i", task.Index), ("$o", agentId), ("$a", task.Attempt)) == 1);
+            "UPDATE tasks SET pgid=$g, started_at=ifnull(started_at,$now) WHERE job_seq=$s AND idx=$i AND state=1 AND lease_owner=$o AND attempts=$a",
+            ("$g", pgid), ("$now", Now), ("$s", task.JobSeq), ("$i", task.Index), ("$o", agentId), ("$a", task.Attempt)) == 1);
 
     /// <summary>Renews the lease; false when the attempt is no longer this agent's (stopped, requeued).</summary>
     public bool Renew(ClaimedTask task, string agentId, TimeSpan lease) =>
@@ -275,29 +354,39 @@ internal sealed class QueueStore
     /// <summary>Reports an attempt's end; ignored (false) when the attempt was superseded.</summary>
     public bool Report(ClaimedTask task, string agentId, int exitCode, int maxAttemptsFallback = 1)
     {
-        return Run(connection => InTransaction(connection, () => ReportCore(connection, task, agentId, exitCode, maxAttemptsFallback)));
+        return Run(connection => InTransaction(connection, () => ReportCore(connection, task, agentId, exitCode, maxAttemptsFallback, Now, checkJob: true)));
     }
 
-    private bool ReportCore(SqliteConnection connection, ClaimedTask task, string agentId, int exitCode, int maxAttemptsFallback)
+    /// <summary>
+    /// Applies one report. With <paramref name="checkJob"/> false a success does not look at the job's state: it returns
+    /// true for the caller to ask once per job whether that was its last task.
+    /// </summary>
+    private bool ReportCore(SqliteConnection connection, ClaimedTask task, string agentId, int exitCode, int maxAttemptsFallback, long startedAt,
+        bool checkJob)
     {
         var now = Now;
         if (exitCode == 0)
         {
             // The fencing and the update in one statement: nothing changes unless this attempt still holds the lease.
             if (Execute(connection, """
-                UPDATE tasks SET state=2, exit_code=0, completed_at=$now, lease_owner=NULL, pgid=NULL
+                UPDATE tasks SET state=2, exit_code=0, completed_at=$now, started_at=ifnull(started_at,$started), lease_owner=NULL, pgid=NULL
                 WHERE job_seq=$s AND idx=$i AND state=1 AND attempts=$a AND lease_owner=$o
-                """, ("$now", now), ("$s", task.JobSeq), ("$i", task.Index), ("$a", task.Attempt), ("$o", agentId)) != 1)
+                """, ("$now", now), ("$started", startedAt), ("$s", task.JobSeq), ("$i", task.Index), ("$a", task.Attempt), ("$o", agentId)) != 1)
             {
                 return false;
             }
 
-            if (HasDependencies(connection, task.JobSeq))
+            if (task.HasDependencies)
             {
                 Execute(connection, """
                     UPDATE tasks SET deps_pending=deps_pending-1
                     WHERE job_seq=$s AND idx IN (SELECT idx FROM deps WHERE job_seq=$s AND dep_idx=$i)
                     """, ("$s", task.JobSeq), ("$i", task.Index));
+            }
+
+            if (!checkJob)
+            {
+                return true;
             }
 
             // A success changes the job's state only when it was the last task left: the common case is one index lookup.
@@ -318,8 +407,10 @@ internal sealed class QueueStore
             var maxAttempts = Convert.ToInt32(Scalar(connection, "SELECT max_attempts FROM jobs WHERE seq=$s", ("$s", task.JobSeq)) ?? maxAttemptsFallback,
                 CultureInfo.InvariantCulture);
             var final = task.Attempt >= maxAttempts;
-            Execute(connection, "UPDATE tasks SET state=$st, exit_code=$x, completed_at=$now, lease_owner=NULL, pgid=NULL WHERE job_seq=$s AND idx=$i",
-                ("$st", final ? Failed : Waiting), ("$x", exitCode), ("$now", now), ("$s", task.JobSeq), ("$i", task.Index));
+            Execute(connection, """
+                UPDATE tasks SET state=$st, exit_code=$x, completed_at=$now, started_at=ifnull(started_at,$started), lease_owner=NULL, pgid=NULL
+                WHERE job_seq=$s AND idx=$i
+                """, ("$st", final ? Failed : Waiting), ("$x", exitCode), ("$now", now), ("$started", startedAt), ("$s", task.JobSeq), ("$i", task.Index));
             if (final)
             {
                 FailDependents(connection, task.JobSeq, task.Index);
@@ -331,48 +422,30 @@ internal sealed class QueueStore
     }
 
     /// <summary>
-    /// Whether any task of the job depends on another (a job's dependencies never change once submitted, so the answer
-    /// is remembered: a job without any skips the dependents' update on every success).
+    /// What never changes about a job once submitted, read once per job (not per claim): its parsed environment and
+    /// whether any of its tasks depends on another (a job without any skips the dependents' update on every success).
+    /// Keyed by number and submission time: a job number comes back after the newest job is deleted.
     /// </summary>
-    private bool HasDependencies(SqliteConnection connection, long seq)
+    private (bool HasDependencies, IReadOnlyDictionary<string, string> Environment) JobFacts(SqliteConnection connection, long seq, long submittedAt,
+        string environmentJson)
     {
         lock (_jobFacts)
         {
-            if (_jobFacts.TryGetValue(seq, out var known) && known.HasDependencies is { } has)
+            if (_jobFacts.TryGetValue((seq, submittedAt), out var known))
             {
-                return has;
+                return known;
             }
         }
 
-        var result = Scalar(connection, "SELECT 1 FROM deps WHERE job_seq=$s LIMIT 1", ("$s", seq)) is not null;
+        var facts = (Scalar(connection, "SELECT 1 FROM deps WHERE job_seq=$s LIMIT 1", ("$s", seq)) is not null,
+            (IReadOnlyDictionary<string, string>)(JsonSerializer.Deserialize<Dictionary<string, string>>(environmentJson, Json) ?? []));
         lock (_jobFacts)
         {
             ForgetJobFactsIfMany();
-            _jobFacts[seq] = (_jobFacts.TryGetValue(seq, out var known) ? known : default) with { HasDependencies = result };
+            _jobFacts[(seq, submittedAt)] = facts;
         }
 
-        return result;
-    }
-
-    /// <summary>The job's environment, parsed once per job (it never changes once submitted).</summary>
-    private IReadOnlyDictionary<string, string> JobEnvironment(long seq, string json)
-    {
-        lock (_jobFacts)
-        {
-            if (_jobFacts.TryGetValue(seq, out var known) && known.Environment is { } environment)
-            {
-                return environment;
-            }
-        }
-
-        var parsed = JsonSerializer.Deserialize<Dictionary<string, string>>(json, Json) ?? [];
-        lock (_jobFacts)
-        {
-            ForgetJobFactsIfMany();
-            _jobFacts[seq] = (_jobFacts.TryGetValue(seq, out var known) ? known : default) with { Environment = parsed };
-        }
-
-        return parsed;
+        return facts;
     }
 
     private void ForgetJobFactsIfMany()
@@ -596,9 +669,9 @@ internal sealed class QueueStore
 
     private void RequeueLapsed(SqliteConnection connection)
     {
-        var lapsed = new List<(long Seq, int Idx, int Attempts, int Max)>();
+        var lapsed = new List<(long Seq, int Idx, int Attempts, int Max, bool Started)>();
         using (var select = Prepare(connection, """
-                SELECT t.job_seq, t.idx, t.attempts, j.max_attempts, t.pgid FROM tasks t JOIN jobs j ON j.seq=t.job_seq
+                SELECT t.job_seq, t.idx, t.attempts, j.max_attempts, t.pgid, t.started_at IS NOT NULL FROM tasks t JOIN jobs j ON j.seq=t.job_seq
                 WHERE t.state=1 AND t.lease_expiry < $now
                 """))
         {
@@ -606,7 +679,7 @@ internal sealed class QueueStore
             using var reader = select.Command.ExecuteReader();
             while (reader.Read())
             {
-                lapsed.Add((reader.GetInt64(0), reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3)));
+                lapsed.Add((reader.GetInt64(0), reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3), reader.GetBoolean(5)));
                 if (!reader.IsDBNull(4) && reader.GetInt32(4) is > 1 and var pgid)
                 {
                     // The agent that ran it is gone, its task may not be: the queue is on this machine, so the
@@ -616,11 +689,12 @@ internal sealed class QueueStore
             }
         }
 
-        foreach (var (seq, idx, attempts, max) in lapsed)
+        foreach (var (seq, idx, attempts, max, started) in lapsed)
         {
-            var final = attempts >= max;
-            Execute(connection, "UPDATE tasks SET state=$st, lease_owner=NULL, pgid=NULL, completed_at=$now WHERE job_seq=$s AND idx=$i",
-                ("$st", final ? Failed : Waiting), ("$now", Now), ("$s", seq), ("$i", idx));
+            // A task claimed ahead and never started (no start time) goes back without counting an attempt.
+            var final = started && attempts >= max;
+            Execute(connection, "UPDATE tasks SET state=$st, attempts=attempts-$uncount, lease_owner=NULL, pgid=NULL, completed_at=$now WHERE job_seq=$s AND idx=$i",
+                ("$st", final ? Failed : Waiting), ("$uncount", started ? 0 : 1), ("$now", Now), ("$s", seq), ("$i", idx));
             if (final)
             {
                 FailDependents(connection, seq, idx);
