@@ -25,7 +25,7 @@ public sealed class AgentOptions
 
     /// <summary>While its tasks are short, how many more tasks than slots the agent leases ahead (reports then go in batches);
     /// 0 leases only for free slots.</summary>
-    public int Prefetch { get; set; } = 4;
+    public int Prefetch { get; set; } = 8;
 
     /// <summary>The heartbeat interval.</summary>
     public TimeSpan Heartbeat { get; set; } = TimeSpan.FromSeconds(5);

@@ -87,6 +87,12 @@ public sealed class AgentWorker : BackgroundService
 
         /// <summary>The job folder before the task ran, when its dependents need what it produces.</summary>
         public Dictionary<string, (long Size, DateTime Modified)>? Before { get; set; }
+
+        /// <summary>Set (under the Held's lock) when the task ended: the log flusher leaves it alone from then on.</summary>
+        public bool Ended { get; set; }
+
+        /// <summary>The log flusher's call in flight for this task, if any: the report waits for it, so lines stay in order.</summary>
+        public Task Flushing { get; set; } = Task.CompletedTask;
     }
 
     /// <summary>A file of a job folder whose content this agent knows: laid out from the cache, or produced and hashed here.</summary>
@@ -199,6 +205,7 @@ public sealed class AgentWorker : BackgroundService
         var leftovers = ReportLeftoversAsync();
         var heartbeat = HeartbeatLoopAsync(_hardStop.Token);
         var reporter = ReportLoopAsync(_hardStop.Token);
+        var flusher = FlushLogLoopAsync(_hardStop.Token);
         var slots = Enumerable.Range(0, _options.Slots).Select(_ => SlotLoopAsync(stoppingToken)).ToArray();
         try
         {
@@ -209,7 +216,7 @@ public sealed class AgentWorker : BackgroundService
             // Tasks leased ahead and never started go back (not counted as attempts), with the last reports.
             await FlushReportsAsync().ConfigureAwait(false);
             await _hardStop.CancelAsync().ConfigureAwait(false);
-            foreach (var background in new[] { heartbeat, leftovers, reporter })
+            foreach (var background in new[] { heartbeat, leftovers, reporter, flusher })
             {
                 try
                 {
@@ -716,9 +723,8 @@ public sealed class AgentWorker : BackgroundService
         var started = Environment.TickCount64;
         Log.Running(_logger, lease.JobId, lease.TaskId, lease.Attempt, lease.Lease);
         var output = new OutputBuffer();
-        // Disposing the timer ends the flush loop (without the exception a cancelled wait throws at every task).
-        var flushTimer = new PeriodicTimer(_options.LogFlush);
-        var flusher = FlushLogLoopAsync(lease, output, held, flushTimer);
+        // One flush loop serves every running task (a timer and a loop per task cost more than a short task's whole run).
+        _streaming[held] = (lease, output);
         var complete = new CompleteRequest { Agent = _options.Name, JobId = lease.JobId, TaskId = lease.TaskId, Lease = lease.Lease };
         try
         {
@@ -753,8 +759,15 @@ public sealed class AgentWorker : BackgroundService
         }
         finally
         {
-            flushTimer.Dispose();
-            await flusher.ConfigureAwait(false);
+            _streaming.TryRemove(held, out _);
+            Task flushing;
+            lock (held)
+            {
+                held.Ended = true;
+                flushing = held.Flushing;
+            }
+
+            await flushing.ConfigureAwait(false);
         }
 
         complete.LogTail = ByteString.CopyFromUtf8(output.Take());
@@ -794,30 +807,54 @@ public sealed class AgentWorker : BackgroundService
         }
     }
 
-    private async Task FlushLogLoopAsync(LeaseReply lease, OutputBuffer output, Held held, PeriodicTimer timer)
-    {
-        while (await timer.WaitForNextTickAsync().ConfigureAwait(false))
-        {
-            var text = output.TakeLines();
-            if (text.Length == 0)
-            {
-                continue;
-            }
+    private readonly ConcurrentDictionary<Held, (LeaseReply Lease, OutputBuffer Output)> _streaming = new();
 
-            try
+    /// <summary>Sends the whole lines running tasks printed, every <see cref="AgentOptions.LogFlush"/>; what is left goes with the report.</summary>
+    private async Task FlushLogLoopAsync(CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(_options.LogFlush);
+        while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+        {
+            foreach (var (held, (lease, output)) in _streaming)
             {
-                // Not cancelled when the task ends: a call cut off after the server wrote the text would send it twice.
-                await _agents.AppendLogAsync(new AppendLogRequest { Agent = _options.Name, JobId = lease.JobId, TaskId = lease.TaskId, Lease = lease.Lease, Text = ByteString.CopyFromUtf8(text) },
-                    _headers, deadline: DateTime.UtcNow + TimeSpan.FromSeconds(10), cancellationToken: _hardStop.Token).ConfigureAwait(false);
-            }
-            catch (RpcException ex) when (ex.StatusCode == StatusCode.FailedPrecondition)
-            {
-                await held.Cancel.CancelAsync().ConfigureAwait(false);
-            }
-            catch (RpcException)
-            {
-                // Keep the text for the next flush or the final report.
-                output.PutBack(text);
+                TaskCompletionSource call;
+                string text;
+                lock (held)
+                {
+                    if (held.Ended || (text = output.TakeLines()).Length == 0)
+                    {
+                        continue;
+                    }
+
+                    call = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    held.Flushing = call.Task;
+                }
+
+                try
+                {
+                    // Not cancelled when the task ends: a call cut off after the server wrote the text would send it twice.
+                    await _agents.AppendLogAsync(new AppendLogRequest { Agent = _options.Name, JobId = lease.JobId, TaskId = lease.TaskId, Lease = lease.Lease, Text = ByteString.CopyFromUtf8(text) },
+                        _headers, deadline: DateTime.UtcNow + TimeSpan.FromSeconds(10), cancellationToken: _hardStop.Token).ConfigureAwait(false);
+                }
+                catch (RpcException ex) when (ex.StatusCode == StatusCode.FailedPrecondition)
+                {
+                    try
+                    {
+                        await held.Cancel.CancelAsync().ConfigureAwait(false);
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                    }
+                }
+                catch (RpcException)
+                {
+                    // Keep the text for the next flush or the final report.
+                    output.PutBack(text);
+                }
+                finally
+                {
+                    call.TrySetResult();
+                }
             }
         }
     }
@@ -888,7 +925,7 @@ public sealed class AgentWorker : BackgroundService
         return (0, 0, string.Empty);
     }
 
-    private async Task<(int ExitCode, string? StartError)> RunSpawnedAsync(string executable, Protocol.Command command, Dictionary<string, string> environment,
+    private Task<(int ExitCode, string? StartError)> RunSpawnedAsync(string executable, Protocol.Command command, Dictionary<string, string> environment,
         string folder, LeaseReply lease, OutputBuffer output, CancellationToken cancellationToken)
     {
         TaskProcess process;
@@ -898,7 +935,7 @@ public sealed class AgentWorker : BackgroundService
         }
         catch (IOException ex)
         {
-            return (-1, ex.Message);
+            return Task.FromResult<(int, string?)>((-1, ex.Message));
         }
 
         _records.Write(new RunningRecords.Entry(lease.JobId, lease.TaskId, lease.Lease, process.Pid, TaskProcesses.StartTime(process.Pid) ?? 0));
@@ -907,8 +944,9 @@ public sealed class AgentWorker : BackgroundService
         // when it ends.
         using (cancellationToken.Register(process.KillGroup))
         {
-            var exitCode = await Task.Run(() => process.RunToEnd(output.Append), CancellationToken.None).ConfigureAwait(false);
-            return (exitCode, null);
+            // On this slot's own pool thread: handing it to another thread cost a wake-up per task (the pool keeps a thread per slot spare).
+            var exitCode = process.RunToEnd(output.Append);
+            return Task.FromResult<(int, string?)>((exitCode, null));
         }
     }
 
@@ -1017,8 +1055,23 @@ public sealed class AgentWorker : BackgroundService
             return File.Exists(inside) ? inside : null;
         }
 
-        return TaskProcesses.FindExecutable(executable, taskPath ?? Environment.GetEnvironmentVariable("PATH"));
+        // Found once per name and PATH, then only checked to still be there (probing every PATH folder cost ~10 system calls a task).
+        var path = taskPath ?? Environment.GetEnvironmentVariable("PATH");
+        if (_resolved.TryGetValue((executable, path), out var known) && File.Exists(known))
+        {
+            return known;
+        }
+
+        var found = TaskProcesses.FindExecutable(executable, path);
+        if (found is not null)
+        {
+            _resolved[(executable, path)] = found;
+        }
+
+        return found;
     }
+
+    private readonly ConcurrentDictionary<(string Name, string? Path), string> _resolved = new();
 
     private static async Task PumpAsync(StreamReader reader, OutputBuffer output)
     {

@@ -30,6 +30,11 @@ catch (IOException)
 
 await using var heldLock = workLock.ConfigureAwait(false);
 
+// Each slot runs its command to the end on a pool thread it blocks meanwhile: the pool may start that many more without delay,
+// so heartbeats and reports never wait for its starvation detection.
+ThreadPool.GetMinThreads(out var workers, out var completionPorts);
+ThreadPool.SetMinThreads(workers + options.Slots + 2, completionPorts);
+
 // The token is not inherited by the tasks this agent runs.
 Environment.SetEnvironmentVariable("FARM_AGENT_TOKEN", null);
 var builder = Host.CreateApplicationBuilder([]);

@@ -50,10 +50,24 @@ internal static partial class TaskProcesses
     {
         try
         {
-            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+            // Read with one open and one read into a stack buffer (this runs once per task started).
+            Span<byte> buffer = stackalloc byte[1024];
+            int length;
+            using (var handle = File.OpenHandle("/proc/" + pid.ToString(CultureInfo.InvariantCulture) + "/stat"))
+            {
+                length = RandomAccess.Read(handle, buffer, 0);
+            }
+
+            var stat = buffer[..length];
             // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return long.Parse(fields[19], CultureInfo.InvariantCulture);
+            var rest = stat[(stat.LastIndexOf((byte)')') + 2)..];
+            for (var field = 0; field < 19; field++)
+            {
+                rest = rest[(rest.IndexOf((byte)' ') + 1)..];
+            }
+
+            var end = rest.IndexOf((byte)' ');
+            return long.Parse(System.Text.Encoding.ASCII.GetString(end < 0 ? rest : rest[..end]), CultureInfo.InvariantCulture);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or ArgumentOutOfRangeException)
         {

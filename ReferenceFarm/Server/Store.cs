@@ -1075,7 +1075,12 @@ public sealed class Store : IAsyncDisposable
                 """, cancellationToken, ("$x", request.ExitCode), ("$t", now), ("$j", seq), ("$i", idx)).ConfigureAwait(false);
             // A task that ran again (restarted by name) replaces what its earlier run left. Only tasks others depend on produce files.
             var hasDeps = (await FactsAsync(seq, cancellationToken).ConfigureAwait(false)).HasDeps;
-            await ExecuteAsync("DELETE FROM outputs WHERE job_seq=$j AND task_idx=$i", cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+            // A task's declared outputs are the same paths at every run (its spec does not change), so one without any has no rows to replace.
+            if (request.Outputs.Count > 0)
+            {
+                await ExecuteAsync("DELETE FROM outputs WHERE job_seq=$j AND task_idx=$i", cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
+            }
+
             if (hasDeps)
             {
                 await ExecuteAsync("DELETE FROM produced WHERE job_seq=$j AND task_idx=$i", cancellationToken, ("$j", seq), ("$i", idx)).ConfigureAwait(false);
