@@ -61,17 +61,22 @@ public sealed partial class SlurmPlugin : BaseFarmPlugin
         {
             cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new TransferProgress(done, total, i, files.Count, files[i].RelativePath));
-            var hash = await _hashCache.GetHashAsync(files[i].LocalPath, cancellationToken).ConfigureAwait(false);
-            if (blobs.Contains(hash))
+            var local = files[i].LocalPath;
+            if (_hashCache.TryGetCached(local, out var cached) && blobs.Contains(cached))
             {
+                // Known and stored: linked, not read.
+                await blobs.LinkOrCopyAsync(cached, destinations[i], cancellationToken).ConfigureAwait(false);
                 linked++;
             }
             else
             {
-                await blobs.AddFileAsync(files[i].LocalPath, hash, cancellationToken).ConfigureAwait(false);
+                // New: copied once into the shared job folder while it is hashed; that copy becomes its blob.
+                var before = new FileInfo(local);
+                var (size, modified) = (before.Length, before.LastWriteTimeUtc);
+                var hash = await blobs.CopyAndAddAsync(local, destinations[i], cancellationToken).ConfigureAwait(false);
+                _hashCache.Remember(local, size, modified, hash);
             }
 
-            await blobs.LinkOrCopyAsync(hash, destinations[i], cancellationToken).ConfigureAwait(false);
             done += sizes[i];
         }
 
