@@ -70,59 +70,34 @@ internal static partial class KernelCopy
         }
     }
 
-    private static void CopyRest(SafeFileHandle source, SafeFileHandle target, IncrementalHash sha, long offset)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
-        try
+    private static void CopyRest(SafeFileHandle source, SafeFileHandle target, IncrementalHash sha, long offset) =>
+        ReadChunks(source, offset, (buffer, read, at) =>
         {
-            int read;
-            while ((read = RandomAccess.Read(source, buffer.AsSpan(0, Chunk), offset)) > 0)
-            {
-                sha.AppendData(buffer, 0, read);
-                RandomAccess.Write(target, buffer.AsSpan(0, read), offset);
-                offset += read;
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
+            sha.AppendData(buffer, 0, read);
+            RandomAccess.Write(target, buffer.AsSpan(0, read), at);
+        }, CancellationToken.None);
 
     private static string Hash(SafeFileHandle source, CancellationToken cancellationToken)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
-        try
-        {
-            long offset = 0;
-            int read;
-            while ((read = RandomAccess.Read(source, buffer.AsSpan(0, Chunk), offset)) > 0)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                sha.AppendData(buffer, 0, read);
-                offset += read;
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-
+        ReadChunks(source, 0, (buffer, read, _) => sha.AppendData(buffer, 0, read), cancellationToken);
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
-    private static void CopyInUserSpace(SafeFileHandle source, SafeFileHandle target, CancellationToken cancellationToken)
+    private static void CopyInUserSpace(SafeFileHandle source, SafeFileHandle target, CancellationToken cancellationToken) =>
+        ReadChunks(source, 0, (buffer, read, at) => RandomAccess.Write(target, buffer.AsSpan(0, read), at), cancellationToken);
+
+    /// <summary>Reads the file from <paramref name="offset"/> to its end in 1 MiB chunks: (buffer, bytes read, their offset).</summary>
+    private static void ReadChunks(SafeFileHandle source, long offset, Action<byte[], int, long> chunk, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
         try
         {
-            long offset = 0;
             int read;
             while ((read = RandomAccess.Read(source, buffer.AsSpan(0, Chunk), offset)) > 0)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                RandomAccess.Write(target, buffer.AsSpan(0, read), offset);
+                chunk(buffer, read, offset);
                 offset += read;
             }
         }
