@@ -240,11 +240,18 @@ public sealed class AgentWorker : BackgroundService
         {
             var killed = TaskProcesses.KillLeftover(entry.Pid, entry.StartTime);
             Log.Leftover(_logger, entry.JobId, entry.TaskId, entry.Lease, killed);
-            var report = new CompleteRequest
-            {
-                Agent = _options.Name, JobId = entry.JobId, TaskId = entry.TaskId, Lease = entry.Lease, Outcome = 1, ExitCode = -1,
-                Message = "the agent running it stopped unexpectedly (killed or crashed); its processes were killed when it started again",
-            };
+            // One that never started a process (leased ahead, or its files were being fetched) is handed back: not an attempt.
+            var report = entry.Pid == 0
+                ? new CompleteRequest
+                {
+                    Agent = _options.Name, JobId = entry.JobId, TaskId = entry.TaskId, Lease = entry.Lease, Outcome = 2, ExitCode = -1,
+                    Message = "the agent holding it stopped unexpectedly (killed or crashed) before it started; handed back when it started again",
+                }
+                : new CompleteRequest
+                {
+                    Agent = _options.Name, JobId = entry.JobId, TaskId = entry.TaskId, Lease = entry.Lease, Outcome = 1, ExitCode = -1,
+                    Message = "the agent running it stopped unexpectedly (killed or crashed); its processes were killed when it started again",
+                };
             report.LogTail = ByteString.CopyFromUtf8(report.Message + "\n");
             await ReportAsync(report).ConfigureAwait(false);
             _records.Remove(entry.JobId, entry.TaskId);
