@@ -430,6 +430,12 @@ public sealed class AgentWorker : BackgroundService
             }
         }
 
+        if (back.Count > 0)
+        {
+            // A task held a slot long enough for these to wait: no more leasing ahead (the same call would lease them back).
+            _shortTasks = false;
+        }
+
         foreach (var ahead in back)
         {
             if (ahead.Held.Cancel.IsCancellationRequested)

@@ -169,6 +169,32 @@ public sealed class ReliabilityTests
     }
 
     [Fact]
+    public async Task Short_tasks_leased_ahead_behind_a_long_one_are_handed_back_and_run_once_elsewhere()
+    {
+        await using var farm = new FarmCluster();
+        await farm.StartServerAsync();
+        farm.StartAgent("a", "command");
+        var plugin = await farm.CreatePluginAsync();
+        // Short tasks make a lease ahead; the long one then holds its only slot while the tasks it leased after it wait there.
+        var tasks = Enumerable.Range(0, 30).Select(i => new TaskSpec($"s{i:00}", [new Command("true", [])])).ToList();
+        tasks.Add(Jobs.Shell("long", "sleep 4"));
+        tasks.AddRange(Enumerable.Range(0, 6).Select(i => new TaskSpec($"t{i}", [new Command("true", [])])));
+        var jobId = await plugin.SubmitJobAsync(await Jobs.RequestAsync(plugin, "ahead", tasks));
+        await Eventually.WaitAsync(async () => (await plugin.GetTasksAsync(jobId)).Single(t => t.Id == "long").State == JobState.Running, Long,
+            "the long task to start");
+        farm.StartAgent("b", "command");
+
+        var job = await Jobs.WaitTerminalAsync(plugin, jobId, Long);
+        Assert.True(job.State == JobState.Completed, farm.Diagnostics());
+        var all = await plugin.GetTasksAsync(jobId);
+        Assert.All(all, t => Assert.Equal(1, t.Attempts));
+        Assert.Equal("a", all.Single(t => t.Id == "long").Node);
+        Assert.Contains(all, t => t.Id.StartsWith('t') && t.Node == "b");
+        Assert.Contains("handed back, not counted as an attempt", (await plugin.ReadRenderLogAsync(jobId, 0)).Text);
+        Assert.All(Db.CompletionsByTask(farm.DataDirectory, jobId), pair => Assert.Equal(1, pair.Value));
+    }
+
+    [Fact]
     public async Task A_lone_agent_is_not_blocklisted_so_the_job_uses_all_its_attempts()
     {
         await using var farm = new FarmCluster();
