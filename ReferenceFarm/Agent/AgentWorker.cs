@@ -397,6 +397,7 @@ public sealed class AgentWorker : BackgroundService
     private Task Enqueue(CompleteRequest report, Held? held)
     {
         Task sent;
+        bool wake;
         lock (_queueGate)
         {
             if (_pending.Count == 0)
@@ -406,9 +407,16 @@ public sealed class AgentWorker : BackgroundService
 
             _pending.Add((report, held));
             sent = _pendingSent.Task;
+            // The reporter is woken for the first report of a batch (to time it) and when the batch is due, not for every report:
+            // each wake-up is a thread switch, which cost more than a short task's report.
+            wake = _pending.Count == 1 || IsDue(Environment.TickCount64);
         }
 
-        _reportSignal.Release();
+        if (wake)
+        {
+            _reportSignal.Release();
+        }
+
         return sent;
     }
 
@@ -508,10 +516,7 @@ public sealed class AgentWorker : BackgroundService
             int want;
             lock (_queueGate)
             {
-                // Due when a slot could run dry, when enough reports wait to share a call, or when the oldest waited long enough.
-                var due = _flushing || _ready.Count <= _options.Slots || _pending.Count >= Math.Max(1, _options.Prefetch)
-                    || now - _oldestPendingTicks >= (long)ReportDelay.TotalMilliseconds;
-                if (_pending.Count == 0 || !due)
+                if (_pending.Count == 0 || !IsDue(now))
                 {
                     continue;
                 }
@@ -541,6 +546,12 @@ public sealed class AgentWorker : BackgroundService
             _pendingSent.TrySetResult();
         }
     }
+
+    /// <summary>Whether the pending reports should go now: a slot could run dry, enough wait to share a call, or the oldest waited long
+    /// enough. Called under the queue's lock.</summary>
+    private bool IsDue(long now) =>
+        _flushing || _ready.Count <= _options.Slots || _pending.Count >= Math.Max(1, _options.Prefetch)
+        || now - _oldestPendingTicks >= (long)ReportDelay.TotalMilliseconds;
 
     private async Task SendReportsAsync(List<(CompleteRequest Report, Held? Held)> batch, int want)
     {
