@@ -139,66 +139,68 @@ public sealed partial class FileBlobStore
     {
         ArgumentException.ThrowIfNullOrEmpty(sourcePath);
         ArgumentException.ThrowIfNullOrEmpty(destinationPath);
-        var before = new FileInfo(sourcePath);
-        if (!before.Exists)
-        {
-            throw new FileNotFoundException($"'{sourcePath}' does not exist.", sourcePath);
-        }
-
-        var (length, modified) = (before.Length, before.LastWriteTimeUtc);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(destinationPath))!);
-        if (File.Exists(destinationPath) || new FileInfo(destinationPath).LinkTarget is not null)
-        {
-            File.Delete(destinationPath);
-        }
-
+        // Few calls to the filesystem per file (a staged tree is mostly small files, where they are the cost): the
+        // source is measured through its open handle, the destination created at once (its folder and an old file in
+        // the way are dealt with only when the creation says so), the blob linked without looking first.
         string hash;
-        using (var source = File.OpenHandle(sourcePath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+        using (var source = OpenSource(sourcePath))
         {
-            var options = new FileStreamOptions
+            var (length, modified) = (RandomAccess.GetLength(source), File.GetLastWriteTimeUtc(source));
+            using (var target = KernelCopy.CreateReadOnly(destinationPath))
             {
-                Mode = FileMode.CreateNew,
-                Access = FileAccess.Write,
-                Share = FileShare.ReadWrite | FileShare.Delete,
-                BufferSize = 0,
-            };
-            if (!OperatingSystem.IsWindows())
-            {
-                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+                hash = await KernelCopy.CopyAndHashAsync(source, target, length, cancellationToken).ConfigureAwait(false);
             }
 
-            var target = new FileStream(destinationPath, options);
-            await using (target.ConfigureAwait(false))
+            if (RandomAccess.GetLength(source) != length || File.GetLastWriteTimeUtc(source) != modified)
             {
-                hash = await KernelCopy.CopyAndHashAsync(source, target.SafeFileHandle, length, cancellationToken).ConfigureAwait(false);
+                // The file changed while it was read twice (copied and hashed): the copy's own content names the blob.
+                hash = await ContentHash.ComputeFileAsync(destinationPath, cancellationToken).ConfigureAwait(false);
             }
-        }
-
-        var after = new FileInfo(sourcePath);
-        if (after.Length != length || after.LastWriteTimeUtc != modified)
-        {
-            // The file changed while it was read twice (copied and hashed): the copy's own content names the blob.
-            hash = await ContentHash.ComputeFileAsync(destinationPath, cancellationToken).ConfigureAwait(false);
         }
 
         var blob = GetPath(hash);
-        if (File.Exists(blob))
+        if (!OperatingSystem.IsWindows())
+        {
+            var linked = Link(destinationPath, blob);
+            if (linked != 0 && Marshal.GetLastPInvokeError() == NoSuchEntry)
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
+                linked = Link(destinationPath, blob);
+            }
+
+            // Linked, or already stored (EEXIST): either way the blob is there.
+            if (linked == 0 || File.Exists(blob))
+            {
+                return hash;
+            }
+        }
+        else if (File.Exists(blob))
         {
             return hash;
         }
 
-        Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
-        if (OperatingSystem.IsWindows() || (Link(destinationPath, blob) != 0 && !File.Exists(blob)))
+        // No hard links here (another filesystem, or Windows): the store gets its own copy.
+        var copy = new FileStream(destinationPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan);
+        await using (copy.ConfigureAwait(false))
         {
-            // No hard links here (another filesystem, or Windows): the store gets its own copy.
-            var copy = new FileStream(destinationPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan);
-            await using (copy.ConfigureAwait(false))
-            {
-                await AddStreamAsync(copy, hash, cancellationToken).ConfigureAwait(false);
-            }
+            await AddStreamAsync(copy, hash, cancellationToken).ConfigureAwait(false);
         }
 
         return hash;
+    }
+
+    private const int NoSuchEntry = 2;
+
+    private static Microsoft.Win32.SafeHandles.SafeFileHandle OpenSource(string path)
+    {
+        try
+        {
+            return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        }
+        catch (DirectoryNotFoundException e)
+        {
+            throw new FileNotFoundException($"'{path}' does not exist.", path, e);
+        }
     }
 
     /// <summary>Lays a stored blob out at <paramref name="destinationPath"/>: a hard link where possible, else a copy.</summary>

@@ -68,8 +68,9 @@ public sealed class HashCache
     public bool TryGetCached(string path, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? hash)
     {
         var full = Path.GetFullPath(path);
-        var info = new FileInfo(full);
-        if (info.Exists && _entries.TryGetValue(full, out var cached) && cached.Size == info.Length && cached.ModifiedTicks == info.LastWriteTimeUtc.Ticks)
+        // The file is looked at only when the cache knows its path (a new file costs no stat here).
+        if (_entries.TryGetValue(full, out var cached) && new FileInfo(full) is { Exists: true } info
+            && cached.Size == info.Length && cached.ModifiedTicks == info.LastWriteTimeUtc.Ticks)
         {
             hash = cached.Hash;
             return true;

@@ -14,7 +14,65 @@ internal static partial class KernelCopy
     private const int SmallFile = 1 << 20;
     private const int Chunk = 1 << 20;
     private const int Eintr = 4;
+    private const int Enoent = 2;
+    private const int Eexist = 17;
+    private const int CreateFlags = 0x1 | 0x40 | 0x80 | 0x80000; // O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC (Linux)
     private static int _kernelCopyUnavailable;
+
+    /// <summary>
+    /// Creates <paramref name="path"/> read-only for writing through the returned handle: one <c>open</c> on Linux (a
+    /// <see cref="FileStream"/> adds <c>fstat</c>, <c>fstatfs</c> and more). A file in the way is replaced; a missing
+    /// folder is created.
+    /// </summary>
+    public static SafeFileHandle CreateReadOnly(string path)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            if (File.Exists(path) || new FileInfo(path).LinkTarget is not null)
+            {
+                File.Delete(path);
+            }
+
+            var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+            if (!OperatingSystem.IsWindows())
+            {
+                // Read-only from now on; the handle open for writing still writes.
+                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            }
+
+            return handle;
+        }
+
+        for (var attempt = 0; ; attempt++)
+        {
+            var fd = OpenFile(path, CreateFlags, 0x124); // 0444
+            if (fd >= 0)
+            {
+                return new SafeFileHandle(fd, ownsHandle: true);
+            }
+
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == Eintr)
+            {
+                continue;
+            }
+
+            if (attempt < 3 && errno == Eexist)
+            {
+                File.Delete(path); // an older file (or link) in the way
+                continue;
+            }
+
+            if (attempt < 3 && errno == Enoent)
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+                continue;
+            }
+
+            throw new IOException($"Cannot create {path}: {Marshal.GetPInvokeErrorMessage(errno)}.");
+        }
+    }
 
     public static async Task<string> CopyAndHashAsync(SafeFileHandle source, SafeFileHandle target, long length, CancellationToken cancellationToken)
     {
@@ -165,6 +223,9 @@ internal static partial class KernelCopy
             }
         }
     }
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int OpenFile(string path, int flags, int mode);
 
     [LibraryImport("libc", EntryPoint = "copy_file_range", SetLastError = true)]
     private static unsafe partial nint CopyFileRange(int input, long* inputOffset, int output, long* outputOffset, nuint length, uint flags);

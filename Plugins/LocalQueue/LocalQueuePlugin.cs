@@ -87,7 +87,10 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         var folder = CheckJobFolder(temporaryFolder);
         // Every destination is checked before anything is written.
         var destinations = files.Select((f, i) => JobPaths.ResolveInside(folder, f.RelativePath, $"files[{i}].RelativePath")).ToList();
-        var sizes = files.Select(f => new FileInfo(f.LocalPath).Length).ToList();
+        // Measured once: the sizes for progress, size and time for the hash cache (a file changed since is re-hashed
+        // on its next use, as the cache checks them against the file).
+        var measured = files.Select(f => new FileInfo(f.LocalPath)).Select(i => (Size: i.Length, Modified: i.LastWriteTimeUtc)).ToList();
+        var sizes = measured.Select(m => m.Size).ToList();
         var total = sizes.Sum();
         long done = 0;
         var filesDone = 0;
@@ -106,10 +109,8 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
             }
             else
             {
-                var before = new FileInfo(local);
-                var (size, modified) = (before.Length, before.LastWriteTimeUtc);
                 var hash = await _blobs.CopyAndAddAsync(local, destinations[i], ct).ConfigureAwait(false);
-                _hashCache.Remember(local, size, modified, hash);
+                _hashCache.Remember(local, measured[i].Size, measured[i].Modified, hash);
             }
 
             var bytes = Interlocked.Add(ref done, sizes[i]);
