@@ -534,6 +534,11 @@ public sealed class AgentWorker : BackgroundService
             {
                 await SendReportsAsync(batch, want).ConfigureAwait(false);
             }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // The journal could not be written (disk full): the reporter must live on, or no slot would hear of its reports again.
+                Log.TaskError(_logger, batch[0].Report.JobId, batch[0].Report.TaskId, ex);
+            }
             finally
             {
                 sent.TrySetResult();
