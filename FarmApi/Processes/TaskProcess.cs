@@ -63,8 +63,9 @@ public sealed unsafe partial class TaskProcess
         }
 
         var decoder = Encoding.UTF8.GetDecoder();
-        var bytes = new byte[8192];
-        var chars = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
+        // Pooled: an agent runs a burst of short commands, and 24 KB of fresh buffers per command kept its GC busy.
+        var bytes = System.Buffers.ArrayPool<byte>.Shared.Rent(8192);
+        var chars = System.Buffers.ArrayPool<char>.Shared.Rent(Encoding.UTF8.GetMaxCharCount(8192));
         var descriptor = new PollDescriptor { Fd = (int)Output.SafeFileHandle.DangerousGetHandle(), Events = PollIn };
         var ended = false;
         var drainTimeouts = 0;
@@ -77,7 +78,7 @@ public sealed unsafe partial class TaskProcess
                 var ready = Poll(&descriptor, 1, 200);
                 if (ready > 0)
                 {
-                    var read = Output.Read(bytes, 0, bytes.Length);
+                    var read = Output.Read(bytes, 0, 8192);
                     if (read == 0)
                     {
                         break;
@@ -129,6 +130,8 @@ public sealed unsafe partial class TaskProcess
         finally
         {
             Output.Dispose();
+            System.Buffers.ArrayPool<byte>.Shared.Return(bytes);
+            System.Buffers.ArrayPool<char>.Shared.Return(chars);
         }
 
         return Reap();

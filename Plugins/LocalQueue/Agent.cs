@@ -53,6 +53,7 @@ internal sealed class Agent
     private (long Seq, AppendLog Writer)? _jobLog;
     private RunningTask? _running;
     private long _generation;
+    private (IReadOnlyDictionary<string, string> Source, Dictionary<string, string> Environment)? _spawnBase;
     private int _holding;
     private readonly Dictionary<(string Name, string Path), string> _resolved = [];
     private readonly Lazy<Dictionary<string, string>> _baseEnvironment = new(() =>
@@ -368,7 +369,21 @@ internal sealed class Agent
         TaskLogWriter logs, CancellationToken cancellationToken)
     {
         // posix_spawn in a session of its own: one exec per command, and stop or timeout kill the whole tree.
-        var all = new Dictionary<string, string>(_baseEnvironment.Value, StringComparer.Ordinal);
+        // The agent's environment with the job's over it, merged once per job; each command gets a copy (a copy of a
+        // dictionary with the same comparer does not rehash) with its own variables set.
+        if (_spawnBase is not { } merged || !ReferenceEquals(merged.Source, task.Environment))
+        {
+            var baseline = new Dictionary<string, string>(_baseEnvironment.Value, StringComparer.Ordinal);
+            foreach (var (key, value) in task.Environment)
+            {
+                baseline[key] = value;
+            }
+
+            merged = (task.Environment, baseline);
+            _spawnBase = merged;
+        }
+
+        var all = new Dictionary<string, string>(merged.Environment, StringComparer.Ordinal);
         foreach (var (key, value) in environment)
         {
             all[key] = value;
