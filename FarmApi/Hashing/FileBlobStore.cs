@@ -190,6 +190,7 @@ public sealed partial class FileBlobStore
     }
 
     private const int NoSuchEntry = 2;
+    private const int AlreadyExists = 17;
 
     private static Microsoft.Win32.SafeHandles.SafeFileHandle OpenSource(string path)
     {
@@ -212,6 +213,33 @@ public sealed partial class FileBlobStore
     public async Task<bool> LinkOrCopyAsync(string hash, string destinationPath, CancellationToken cancellationToken = default)
     {
         var blob = GetPath(hash);
+        if (!OperatingSystem.IsWindows())
+        {
+            // The link first; its error says what is in the way (one call per file in the common case: a second staging
+            // of a tree is mostly these).
+            for (var attempt = 0; attempt < 3; attempt++)
+            {
+                if (Link(blob, destinationPath) == 0)
+                {
+                    return true;
+                }
+
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == AlreadyExists)
+                {
+                    File.Delete(destinationPath); // an older file (or link) in the way
+                }
+                else if (errno == NoSuchEntry && File.Exists(blob))
+                {
+                    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(destinationPath))!);
+                }
+                else
+                {
+                    break;
+                }
+            }
+        }
+
         if (!File.Exists(blob))
         {
             throw new FileNotFoundException($"No blob {hash} in {Root}.", blob);
@@ -221,11 +249,6 @@ public sealed partial class FileBlobStore
         if (File.Exists(destinationPath) || new FileInfo(destinationPath).LinkTarget is not null)
         {
             File.Delete(destinationPath);
-        }
-
-        if (!OperatingSystem.IsWindows() && Link(blob, destinationPath) == 0)
-        {
-            return true;
         }
 
         var temporary = destinationPath + $".{Guid.NewGuid():N}.tmp";

@@ -94,7 +94,8 @@ public static class TgaImage
             return image;
         }
 
-        // Run-length packets may cross rows: walk them pixel by pixel, copying those inside the window.
+        // Run-length packets may cross rows: each packet is walked a row segment at a time, and only the part of a
+        // segment inside the window is copied (a window render's tile is mostly outside its window).
         var total = (long)fileRowsNeeded * header.Width;
         long index = 0;
         int fileRow = 0, column = 0;
@@ -114,16 +115,34 @@ public static class TgaImage
                 throw new InvalidDataException("the TGA file is cut short (a run-length packet ends early)");
             }
 
-            for (var i = 0; i < count && index < total; i++, index++)
+            var done = 0;
+            while (done < count && index < total)
             {
+                var segment = Math.Min(count - done, header.Width - column);
                 var row = header.TopOrigin ? fileRow - y : header.Height - 1 - fileRow - y;
-                if (column >= x && column < x + width && row >= 0 && row < height)
+                var from = Math.Max(column, x);
+                var to = Math.Min(column + segment, x + width);
+                if (row >= 0 && row < height && from < to)
                 {
-                    var source = repeated ? data.Slice(position, bpp) : data.Slice(position + (i * bpp), bpp);
-                    CopyPixels(source, output.AsSpan(((row * width) + column - x) * channels), bpp);
+                    var target = output.AsSpan(((row * width) + from - x) * channels, (to - from) * channels);
+                    if (repeated)
+                    {
+                        CopyPixels(data.Slice(position, bpp), target[..channels], bpp);
+                        for (var filled = channels; filled < target.Length; filled += channels)
+                        {
+                            target[..channels].CopyTo(target[filled..]);
+                        }
+                    }
+                    else
+                    {
+                        CopyPixels(data.Slice(position + ((done + from - column) * bpp), (to - from) * bpp), target, bpp);
+                    }
                 }
 
-                if (++column == header.Width)
+                done += segment;
+                index += segment;
+                column += segment;
+                if (column == header.Width)
                 {
                     column = 0;
                     fileRow++;
