@@ -180,7 +180,7 @@ internal sealed class Agent
 
             var started = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
             var watch = Stopwatch.StartNew();
-            var exitCode = RunTask(task, cancellationToken);
+            var (exitCode, inlineLog) = RunTask(task, cancellationToken);
             lastWork.Restart();
             if (exitCode is not { } code)
             {
@@ -188,7 +188,7 @@ internal sealed class Agent
                 continue; // stopped, or the lease went to another agent: nothing to report
             }
 
-            reports.Add(new TaskReport(task, code, started));
+            reports.Add(new TaskReport(task, code, started, inlineLog));
             var isShort = code == 0 && watch.Elapsed < ShortTask;
             claim = isShort ? AheadTasks : 1;
             if ((!isShort || reports.Count >= AheadTasks) && ahead.Count > 0)
@@ -248,12 +248,14 @@ internal sealed class Agent
     private static TimeSpan Min(params TimeSpan[] values) => values.Min();
 
     /// <summary>
-    /// Runs a claimed task on the calling thread; returns the exit code to report, or null when the attempt is no longer
-    /// this agent's. Its lease is renewed by the agent's heartbeat timer (<see cref="Beat"/>), which also notices a stop.
+    /// Runs a claimed task on the calling thread; returns the exit code to report (null when the attempt is no longer
+    /// this agent's) and, for a short attempt, its log's lines to report with it instead of a file. Its lease is renewed
+    /// by the agent's heartbeat timer (<see cref="Beat"/>), which also notices a stop.
     /// </summary>
-    private int? RunTask(ClaimedTask task, CancellationToken cancellationToken)
+    private (int? ExitCode, string? InlineLog) RunTask(ClaimedTask task, CancellationToken cancellationToken)
     {
-        using var logs = new TaskLogWriter(JobLog(task.JobSeq), _paths.TaskLog(task.JobSeq, task.Spec.Id), task.Spec.Id);
+        using var logs = new TaskLogWriter(JobLog(task.JobSeq), _paths.TaskLog(task.JobSeq, task.Spec.Id), task.Spec.Id,
+            () => _store.GetInlineLog(task.JobSeq, task.Index));
         logs.Write($"attempt {task.Attempt} started on {_node}");
         var exitCode = 0;
         using var deadline = task.Spec.Timeout is { } timeout ? new CancellationTokenSource(timeout) : new CancellationTokenSource();
@@ -302,11 +304,12 @@ internal sealed class Agent
         if (leaseLost.IsCancellationRequested)
         {
             logs.Write("attempt ended: the task was stopped or its lease was given to another agent");
-            return null;
+            logs.Spill(); // no report carries these lines
+            return (null, null);
         }
 
         logs.Write(exitCode == 0 ? "completed" : $"failed with exit code {exitCode}");
-        return exitCode;
+        return (exitCode, logs.Finish());
     }
 
     /// <summary>The heartbeat: marks the agent alive and renews the running task's lease; a lost lease (or a stopped job) kills the task.</summary>
@@ -404,7 +407,7 @@ internal sealed class Agent
         // a timeout or a lost lease kills its group from the token's callback.
         var lines = new LineSplitter(logs.WriteOutput);
         int exitCode;
-        var group = new ProcessGroupRecord(this, task, process);
+        var group = new ProcessGroupRecord(this, task, process, logs);
         using (cancellationToken.Register(process.KillGroup))
         using (new Timer(_ => group.Record(), null, ProcessGroupDelay, Timeout.InfiniteTimeSpan))
         {
@@ -421,9 +424,9 @@ internal sealed class Agent
     /// agent's task, can kill it) once it has run for <see cref="ProcessGroupDelay"/>: the commands of a burst of short
     /// tasks end first and cost no write. A stop that came before finds no group to kill, but then the record itself
     /// fails (the attempt is no longer running as this agent's), the attempt ends as after a lost lease and the group is
-    /// killed here.
+    /// killed here. From then on the task's log is a file too, so its output can be followed while it runs.
     /// </summary>
-    private sealed class ProcessGroupRecord(Agent agent, ClaimedTask task, TaskProcess process)
+    private sealed class ProcessGroupRecord(Agent agent, ClaimedTask task, TaskProcess process, TaskLogWriter logs)
     {
         private bool _ended;
 
@@ -455,6 +458,15 @@ internal sealed class Agent
                 catch (FarmPluginException)
                 {
                     // The database stayed busy: the heartbeat still notices a stop or a lost lease.
+                }
+
+                try
+                {
+                    logs.Spill();
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FarmPluginException)
+                {
+                    // The lines stay in memory and are reported with the attempt's end.
                 }
             }
         }
@@ -491,6 +503,7 @@ internal sealed class Agent
             info.Environment[key] = value;
         }
 
+        logs.Spill(); // this path records the group at once: the log is a file from the start too
         using var process = new Process { StartInfo = info };
         process.OutputDataReceived += (_, e) => logs.WriteOutput(e.Data);
         process.ErrorDataReceived += (_, e) => logs.WriteOutput(e.Data);
@@ -622,29 +635,38 @@ internal sealed class LineSplitter(Action<string> line)
     }
 }
 
-/// <summary>Appends a task's output to the job's render log and the task's own log, each line stamped with the time and the task id.</summary>
+/// <summary>
+/// Appends a task's output to the job's render log and the task's own log, each line stamped with the time and the task id.
+/// The job's log gets every line at once. The task's own lines are kept in memory while the attempt is short: an attempt
+/// that ends within <see cref="Agent.ProcessGroupDelay"/> (and writes less than <see cref="InlineLimit"/>) hands them to
+/// its report, which keeps them in the queue, and no file is made; otherwise (<see cref="Spill"/>) the task's log becomes a
+/// file, starting with what earlier attempts left in the queue. A file per short task cost an inode each; on this
+/// project's machine (ext4 without a journal) every new inode is checked against the recently deleted ones, so after a
+/// few thousand short tasks each creation cost more than the task's whole dispatch (perf, 2026-12-03).
+/// </summary>
 internal sealed class TaskLogWriter : IDisposable
 {
-    private readonly object _gate = new();
-    private readonly AppendLog _job;
-    private readonly AppendLog _task;
-    private readonly string _taskId;
+    internal const int InlineLimit = 16 * 1024;
 
-    /// <summary>Writes to <paramref name="job"/> (kept open by the agent across the tasks of one job, not disposed here) and to a new task log.</summary>
-    public TaskLogWriter(AppendLog job, string taskLog, string taskId)
+    private readonly Lock _gate = new();
+    private readonly AppendLog _job;
+    private readonly string _taskLog;
+    private readonly string _taskId;
+    private readonly Func<string?> _earlier;
+    private readonly System.Buffers.ArrayBufferWriter<byte> _pending = new(256);
+    private AppendLog? _task;
+
+    /// <summary>
+    /// Writes to <paramref name="job"/> (kept open by the agent across the tasks of one job, not disposed here) and to the
+    /// task's log, <paramref name="taskLog"/> once it is a file; <paramref name="earlier"/> gives what the queue keeps of
+    /// earlier attempts, asked only when the file is made.
+    /// </summary>
+    public TaskLogWriter(AppendLog job, string taskLog, string taskId, Func<string?> earlier)
     {
         _job = job;
-        try
-        {
-            _task = AppendLog.Open(taskLog);
-        }
-        catch (DirectoryNotFoundException)
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(taskLog)!);
-            _task = AppendLog.Open(taskLog);
-        }
-
+        _taskLog = taskLog;
         _taskId = taskId;
+        _earlier = earlier;
     }
 
     public void Write(string message) => WriteLine($"farm: {message}");
@@ -657,6 +679,35 @@ internal sealed class TaskLogWriter : IDisposable
         }
     }
 
+    /// <summary>Makes the task's log a file now (the attempt runs long enough to be followed, or no report will carry it).</summary>
+    public void Spill()
+    {
+        lock (_gate)
+        {
+            if (_task is null)
+            {
+                OpenFile();
+            }
+        }
+    }
+
+    /// <summary>
+    /// At the attempt's end: the lines for its report, or null when they are in the task's file (made during the attempt,
+    /// or by an earlier one: a log with a file is the file).
+    /// </summary>
+    public string? Finish()
+    {
+        lock (_gate)
+        {
+            if (_task is null && File.Exists(_taskLog))
+            {
+                OpenFile();
+            }
+
+            return _task is null ? Encoding.UTF8.GetString(_pending.WrittenSpan) : null;
+        }
+    }
+
     private void WriteLine(string text)
     {
         var line = Encoding.UTF8.GetBytes($"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} [{_taskId}] {text}\n");
@@ -664,11 +715,50 @@ internal sealed class TaskLogWriter : IDisposable
         {
             // One write per line to O_APPEND files: lines of several agents never interleave.
             _job.Write(line);
-            _task.Write(line);
+            if (_task is { } task)
+            {
+                task.Write(line);
+            }
+            else
+            {
+                System.Buffers.BuffersExtensions.Write(_pending, line);
+                if (_pending.WrittenCount > InlineLimit)
+                {
+                    OpenFile();
+                }
+            }
         }
     }
 
-    public void Dispose() => _task.Dispose();
+    private void OpenFile()
+    {
+        var created = !File.Exists(_taskLog);
+        AppendLog file;
+        try
+        {
+            file = AppendLog.Open(_taskLog);
+        }
+        catch (DirectoryNotFoundException)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(_taskLog)!);
+            file = AppendLog.Open(_taskLog);
+        }
+
+        if (created && _earlier() is { Length: > 0 } earlier)
+        {
+            file.Write(Encoding.UTF8.GetBytes(earlier));
+        }
+
+        if (_pending.WrittenCount > 0)
+        {
+            file.Write(_pending.WrittenSpan);
+            _pending.Clear();
+        }
+
+        _task = file;
+    }
+
+    public void Dispose() => _task?.Dispose();
 }
 
 /// <summary>

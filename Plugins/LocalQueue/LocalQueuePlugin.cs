@@ -204,7 +204,21 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
             throw new FarmPluginException($"Job {jobId} has no task '{taskId}'.", null, Name);
         }
 
-        return Task.FromResult(ReadLog(_paths.TaskLog(seq, taskId), offset, task.Info.State.IsTerminal()));
+        // A task's log is its file once there is one; the lines of short attempts are kept in the queue instead.
+        var path = _paths.TaskLog(seq, taskId);
+        var terminal = task.Info.State.IsTerminal();
+        return Task.FromResult(File.Exists(path) ? ReadLog(path, offset, terminal) : ReadInline(_store.GetInlineLog(seq, taskId), offset, terminal));
+    }
+
+    private static LogChunk ReadInline(string? text, long offset, bool terminal)
+    {
+        var bytes = Encoding.UTF8.GetBytes(text ?? string.Empty);
+        if (offset >= bytes.Length)
+        {
+            return new LogChunk(string.Empty, offset, terminal && offset == bytes.Length);
+        }
+
+        return new LogChunk(Encoding.UTF8.GetString(bytes, (int)offset, bytes.Length - (int)offset), bytes.Length, terminal);
     }
 
     /// <inheritdoc />

@@ -9,8 +9,11 @@ namespace FarmPlugins.LocalQueue;
 internal sealed record ClaimedTask(long JobSeq, int Index, string JobId, string Folder, TaskSpec Spec, int Attempt,
     IReadOnlyDictionary<string, string> Environment, bool HasDependencies = true);
 
-/// <summary>An attempt's end as an agent reports it: its exit code and when it started (Unix milliseconds).</summary>
-internal sealed record TaskReport(ClaimedTask Task, int ExitCode, long StartedAt);
+/// <summary>
+/// An attempt's end as an agent reports it: its exit code, when it started (Unix milliseconds) and, for a short attempt
+/// whose log never became a file, the log's lines to keep in the queue with the report.
+/// </summary>
+internal sealed record TaskReport(ClaimedTask Task, int ExitCode, long StartedAt, string? Log = null);
 
 /// <summary>
 /// The durable queue: jobs, tasks and agents in one SQLite database (WAL). Every change is one IMMEDIATE transaction,
@@ -106,6 +109,7 @@ internal sealed class QueueStore
                   exit_code INTEGER,
                   started_at INTEGER,
                   completed_at INTEGER,
+                  log TEXT,
                   PRIMARY KEY(job_seq, idx));
                 CREATE INDEX IF NOT EXISTS tasks_ready ON tasks(state, deps_pending);
                 -- A job's next runnable task, "any task left?" and counts by state: index lookups, not scans of the job.
@@ -116,6 +120,18 @@ internal sealed class QueueStore
                 CREATE INDEX IF NOT EXISTS deps_by_dep ON deps(job_seq, dep_idx);
                 CREATE TABLE IF NOT EXISTS agents(id TEXT PRIMARY KEY, pid INTEGER NOT NULL, heartbeat INTEGER NOT NULL);
                 """);
+            // Queues made before short tasks' logs were kept inline get the column (two processes may race to add it).
+            if (Scalar(connection, "SELECT 1 FROM pragma_table_info('tasks') WHERE name='log'") is null)
+            {
+                try
+                {
+                    Execute(connection, "ALTER TABLE tasks ADD COLUMN log TEXT");
+                }
+                catch (SqliteException ex) when (ex.Message.Contains("duplicate column", StringComparison.OrdinalIgnoreCase))
+                {
+                }
+            }
+
             return 0;
         });
     }
@@ -221,7 +237,7 @@ internal sealed class QueueStore
         var finishedJobs = new HashSet<long>();
         foreach (var report in reports)
         {
-            if (ReportCore(connection, report.Task, agentId, report.ExitCode, 1, report.StartedAt, checkJob: false))
+            if (ReportCore(connection, report.Task, agentId, report.ExitCode, 1, report.StartedAt, checkJob: false, report.Log))
             {
                 finishedJobs.Add(report.Task.JobSeq);
             }
@@ -354,7 +370,7 @@ internal sealed class QueueStore
     /// <summary>Reports an attempt's end; ignored (false) when the attempt was superseded.</summary>
     public bool Report(ClaimedTask task, string agentId, int exitCode, int maxAttemptsFallback = 1)
     {
-        return Run(connection => InTransaction(connection, () => ReportCore(connection, task, agentId, exitCode, maxAttemptsFallback, Now, checkJob: true)));
+        return Run(connection => InTransaction(connection, () => ReportCore(connection, task, agentId, exitCode, maxAttemptsFallback, Now, checkJob: true, log: null)));
     }
 
     /// <summary>
@@ -362,16 +378,17 @@ internal sealed class QueueStore
     /// true for the caller to ask once per job whether that was its last task.
     /// </summary>
     private bool ReportCore(SqliteConnection connection, ClaimedTask task, string agentId, int exitCode, int maxAttemptsFallback, long startedAt,
-        bool checkJob)
+        bool checkJob, string? log)
     {
         var now = Now;
         if (exitCode == 0)
         {
             // The fencing and the update in one statement: nothing changes unless this attempt still holds the lease.
             if (Execute(connection, """
-                UPDATE tasks SET state=2, exit_code=0, completed_at=$now, started_at=ifnull(started_at,$started), lease_owner=NULL, pgid=NULL
+                UPDATE tasks SET state=2, exit_code=0, completed_at=$now, started_at=ifnull(started_at,$started), lease_owner=NULL, pgid=NULL,
+                  log=CASE WHEN $log IS NULL THEN log ELSE ifnull(log,'') || $log END
                 WHERE job_seq=$s AND idx=$i AND state=1 AND attempts=$a AND lease_owner=$o
-                """, ("$now", now), ("$started", startedAt), ("$s", task.JobSeq), ("$i", task.Index), ("$a", task.Attempt), ("$o", agentId)) != 1)
+                """, ("$now", now), ("$started", startedAt), ("$log", log), ("$s", task.JobSeq), ("$i", task.Index), ("$a", task.Attempt), ("$o", agentId)) != 1)
             {
                 return false;
             }
@@ -408,9 +425,10 @@ internal sealed class QueueStore
                 CultureInfo.InvariantCulture);
             var final = task.Attempt >= maxAttempts;
             Execute(connection, """
-                UPDATE tasks SET state=$st, exit_code=$x, completed_at=$now, started_at=ifnull(started_at,$started), lease_owner=NULL, pgid=NULL
+                UPDATE tasks SET state=$st, exit_code=$x, completed_at=$now, started_at=ifnull(started_at,$started), lease_owner=NULL, pgid=NULL,
+                  log=CASE WHEN $log IS NULL THEN log ELSE ifnull(log,'') || $log END
                 WHERE job_seq=$s AND idx=$i
-                """, ("$st", final ? Failed : Waiting), ("$x", exitCode), ("$now", now), ("$started", startedAt), ("$s", task.JobSeq), ("$i", task.Index));
+                """, ("$st", final ? Failed : Waiting), ("$x", exitCode), ("$now", now), ("$started", startedAt), ("$log", log), ("$s", task.JobSeq), ("$i", task.Index));
             if (final)
             {
                 FailDependents(connection, task.JobSeq, task.Index);
@@ -603,6 +621,17 @@ internal sealed class QueueStore
             return (IReadOnlyList<(TaskInfo, TaskSpec)>)result;
         });
     }
+
+    /// <summary>
+    /// The lines kept in the queue for a task whose attempts were short (their logs never became a file), or null. A task's
+    /// log file, once there, holds these lines first and is the whole log.
+    /// </summary>
+    public string? GetInlineLog(long seq, string taskId) =>
+        Run(connection => Scalar(connection, "SELECT log FROM tasks WHERE job_seq=$s AND task_id=$t", ("$s", seq), ("$t", taskId)) as string);
+
+    /// <summary>The same, by the task's position in its job (what an agent knows).</summary>
+    public string? GetInlineLog(long seq, int index) =>
+        Run(connection => Scalar(connection, "SELECT log FROM tasks WHERE job_seq=$s AND idx=$i", ("$s", seq), ("$i", index)) as string);
 
     public void Heartbeat(string agentId, int pid) =>
         Run(connection => Execute(connection, "INSERT INTO agents(id,pid,heartbeat) VALUES($id,$pid,$now) ON CONFLICT(id) DO UPDATE SET heartbeat=$now",
