@@ -83,6 +83,76 @@ public static class JobPaths
         return current;
     }
 
+    /// <summary>
+    /// <see cref="ResolveInside(string, string, string)"/> for many paths into one folder, every path checked before any is
+    /// returned: the folder is resolved once and each folder on the way is looked at once, not once per file (staging a
+    /// tree of a thousand files otherwise spends more system calls checking paths than linking files).
+    /// </summary>
+    /// <param name="root">The job folder.</param>
+    /// <param name="relativePaths">Paths from a request.</param>
+    /// <param name="paramName">The name of the list, given in an error with the offending index (<c>files[3].RelativePath</c>
+    /// for <c>files</c> and <c>RelativePath</c>).</param>
+    /// <param name="memberName">The member of an element that holds the path, or null.</param>
+    /// <returns>The full paths, in order.</returns>
+    /// <exception cref="ArgumentException">A path is absolute, climbs out, or passes through a link that leads out.</exception>
+    public static IReadOnlyList<string> ResolveAllInside(string root, IReadOnlyList<string> relativePaths, string paramName = "relativePaths",
+        string? memberName = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(root);
+        ArgumentNullException.ThrowIfNull(relativePaths);
+        string Name(int i) => memberName is null ? $"{paramName}[{i}]" : $"{paramName}[{i}].{memberName}";
+        for (var i = 0; i < relativePaths.Count; i++)
+        {
+            if (Check(relativePaths[i]) is { } reason)
+            {
+                throw new ArgumentException($"{Name(i)}: {reason}.", paramName);
+            }
+        }
+
+        var fullRoot = Path.GetFullPath(root);
+        string? realRoot = null;
+        // Folders on the way already found to be no link, or a link that stays inside.
+        var checkedFolders = new HashSet<string>(StringComparer.Ordinal);
+        var result = new string[relativePaths.Count];
+        for (var i = 0; i < relativePaths.Count; i++)
+        {
+            var segments = relativePaths[i].Split('/', '\\', StringSplitOptions.RemoveEmptyEntries);
+            var current = fullRoot;
+            for (var k = 0; k < segments.Length; k++)
+            {
+                if (segments[k] == ".")
+                {
+                    continue;
+                }
+
+                current = Path.Combine(current, segments[k]);
+                var last = k == segments.Length - 1;
+                if (!last && checkedFolders.Contains(current))
+                {
+                    continue;
+                }
+
+                if (new FileInfo(current).LinkTarget is not null)
+                {
+                    realRoot ??= RealPath(fullRoot);
+                    if (!IsWithin(realRoot, RealPath(current)))
+                    {
+                        throw new ArgumentException($"{Name(i)}: '{relativePaths[i]}' passes through a link that leads out of the job folder.", paramName);
+                    }
+                }
+
+                if (!last)
+                {
+                    checkedFolders.Add(current);
+                }
+            }
+
+            result[i] = current;
+        }
+
+        return result;
+    }
+
     /// <summary>Whether <paramref name="path"/> is <paramref name="root"/> or inside it (both full paths).</summary>
     /// <param name="root">The folder.</param>
     /// <param name="path">The path to test.</param>

@@ -80,6 +80,27 @@ public sealed class HashCache
         return false;
     }
 
+    /// <summary>
+    /// The cached hash of a file the caller has just measured (its size and modification time), without looking at the
+    /// file again: a caller that measures every file of a request anyway saves a call to the file system per file.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="size">Its size, as just measured.</param>
+    /// <param name="lastWriteTimeUtc">Its modification time, as just measured.</param>
+    /// <param name="hash">The hash when cached for that size and time.</param>
+    /// <returns><see langword="true"/> when cached.</returns>
+    public bool TryGetCached(string path, long size, DateTime lastWriteTimeUtc, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? hash)
+    {
+        if (_entries.TryGetValue(Path.GetFullPath(path), out var cached) && cached.Size == size && cached.ModifiedTicks == lastWriteTimeUtc.Ticks)
+        {
+            hash = cached.Hash;
+            return true;
+        }
+
+        hash = null;
+        return false;
+    }
+
     /// <summary>Records a hash computed elsewhere (while copying the file, say), for the file as it was before it was read.</summary>
     /// <param name="path">The file.</param>
     /// <param name="size">Its size before it was read.</param>

@@ -86,7 +86,7 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
     {
         var folder = CheckJobFolder(temporaryFolder);
         // Every destination is checked before anything is written.
-        var destinations = files.Select((f, i) => JobPaths.ResolveInside(folder, f.RelativePath, $"files[{i}].RelativePath")).ToList();
+        var destinations = JobPaths.ResolveAllInside(folder, [.. files.Select(f => f.RelativePath)], "files", "RelativePath");
         // Measured once: the sizes for progress, size and time for the hash cache (a file changed since is re-hashed
         // on its next use, as the cache checks them against the file).
         var measured = files.Select(f => new FileInfo(f.LocalPath)).Select(i => (Size: i.Length, Modified: i.LastWriteTimeUtc)).ToList();
@@ -102,12 +102,22 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), options, async (i, ct) =>
         {
             var local = files[i].LocalPath;
-            if (_hashCache.TryGetCached(local, out var cached) && _blobs.Contains(cached))
+            var stored = false;
+            if (_hashCache.TryGetCached(local, measured[i].Size, measured[i].Modified, out var cached))
             {
-                await _blobs.LinkOrCopyAsync(cached, destinations[i], ct).ConfigureAwait(false);
-                Interlocked.Increment(ref linked);
+                try
+                {
+                    // Linked straight from the store: a blob removed since is found by the link failing, not by looking first.
+                    await _blobs.LinkOrCopyAsync(cached, destinations[i], ct).ConfigureAwait(false);
+                    Interlocked.Increment(ref linked);
+                    stored = true;
+                }
+                catch (FileNotFoundException)
+                {
+                }
             }
-            else
+
+            if (!stored)
             {
                 var hash = await _blobs.CopyAndAddAsync(local, destinations[i], ct).ConfigureAwait(false);
                 _hashCache.Remember(local, measured[i].Size, measured[i].Modified, hash);

@@ -234,6 +234,25 @@ public sealed class LocalQueueTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task CopyRenderFiles_ABlobRemovedSinceTheFileWasHashed_IsCopiedAgain()
+    {
+        using var source = new TempDir("lq-src");
+        var file = source.WriteFile("scene.pov", "sphere { 0, 3 }");
+        var plugin = await _farm.NewPluginAsync();
+        var first = RenderContext.Create("first");
+        await plugin.CopyRenderFilesAsync(first, await plugin.CreateTemporaryFolderAsync(first), [new RenderFile(file, "scene.pov")]);
+
+        // Someone empties the blob store; the hash cache still knows the file.
+        Directory.Delete(Path.Combine(_farm.DataDirectory, "blobs"), recursive: true);
+        var second = RenderContext.Create("second");
+        var folder = await plugin.CreateTemporaryFolderAsync(second);
+        await plugin.CopyRenderFilesAsync(second, folder, [new RenderFile(file, "scene.pov")]);
+
+        Assert.Equal("sphere { 0, 3 }", await File.ReadAllTextAsync(Path.Combine(folder, "scene.pov")));
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(_farm.DataDirectory, "blobs"), "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
     public async Task ADamagedDatabase_GivesAClearError()
     {
         await File.WriteAllTextAsync(Path.Combine(_farm.DataDirectory, "queue.db"), new string('x', 5000));

@@ -76,6 +76,23 @@ public sealed class HashingTests : IDisposable
     }
 
     [Fact]
+    public async Task HashCache_TryGetCached_WithTheCallersMeasurement_AnswersOnlyForThatSizeAndTime()
+    {
+        var path = _dir.WriteFile("m.txt", "measured");
+        var info = new FileInfo(path);
+        var cache = new HashCache(_dir.Combine("measured.cache"));
+        var hash = await ContentHash.ComputeFileAsync(path);
+
+        Assert.False(cache.TryGetCached(path, info.Length, info.LastWriteTimeUtc, out _));
+        cache.Remember(path, info.Length, info.LastWriteTimeUtc, hash);
+        Assert.True(cache.TryGetCached(path, info.Length, info.LastWriteTimeUtc, out var cached));
+        Assert.Equal(hash, cached);
+        Assert.False(cache.TryGetCached(path, info.Length + 1, info.LastWriteTimeUtc, out _));
+        Assert.False(cache.TryGetCached(path, info.Length, info.LastWriteTimeUtc.AddSeconds(1), out _));
+        Assert.False(cache.TryGetCached(_dir.Combine("other.txt"), info.Length, info.LastWriteTimeUtc, out _));
+    }
+
+    [Fact]
     public async Task BlobStore_AddFile_WithoutAKnownHash_HashesWhileCopying()
     {
         var bytes = RandomNumberGenerator.GetBytes(3_000_000);
