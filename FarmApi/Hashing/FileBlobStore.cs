@@ -158,35 +158,106 @@ public sealed partial class FileBlobStore
             }
         }
 
+        await KeepAsBlobAsync(destinationPath, hash, cancellationToken).ConfigureAwait(false);
+        return hash;
+    }
+
+    /// <summary>
+    /// Copies a file to <paramref name="destinationPath"/>, read-only, by the kernel (<c>copy_file_range</c>, as <c>cp</c>
+    /// does) and without reading it in user space or hashing it: the fast half of <see cref="CopyAndAddAsync"/>.
+    /// <see cref="AdoptAsync"/> hashes such a copy afterwards and keeps it as the blob of its content, so a caller can
+    /// lay out a tree at the speed of <c>cp</c> and content-address it off its critical path.
+    /// </summary>
+    /// <param name="sourcePath">The file.</param>
+    /// <param name="destinationPath">The file to create or replace.</param>
+    /// <param name="cancellationToken">Cancels the copy.</param>
+    /// <returns>A task that completes when the copy is made.</returns>
+    public Task CopyReadOnlyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(sourcePath);
+        ArgumentException.ThrowIfNullOrEmpty(destinationPath);
+        using var source = OpenSource(sourcePath);
+        using var target = KernelCopy.CreateReadOnly(destinationPath);
+        KernelCopy.Copy(source, target, cancellationToken);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Hashes a read-only file (a copy made by <see cref="CopyReadOnlyAsync"/>) and keeps it as the blob of its content:
+    /// a hard link into the store, or a copy where links cannot be made.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="cancellationToken">Cancels the hashing.</param>
+    /// <returns>The content hash.</returns>
+    public async Task<string> AdoptAsync(string path, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16, FileOptions.SequentialScan);
+        await using (file.ConfigureAwait(false))
+        {
+            var hash = await ContentHash.ComputeAsync(file, cancellationToken).ConfigureAwait(false);
+            if (OperatingSystem.IsLinux())
+            {
+                // The file that was hashed is linked through its open descriptor, not its name: a file put at that path
+                // in the meantime (a task replacing its input) can never become the blob of another file's hash.
+                var blob = GetPath(hash);
+                var descriptor = $"/proc/self/fd/{file.SafeFileHandle.DangerousGetHandle()}";
+                var linked = LinkAt(AtCurrentDirectory, descriptor, AtCurrentDirectory, blob, AtSymlinkFollow);
+                if (linked != 0 && Marshal.GetLastPInvokeError() == NoSuchEntry && !File.Exists(blob))
+                {
+                    Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
+                    linked = LinkAt(AtCurrentDirectory, descriptor, AtCurrentDirectory, blob, AtSymlinkFollow);
+                }
+
+                if (linked == 0 || File.Exists(blob))
+                {
+                    return hash;
+                }
+            }
+
+            // No links through a descriptor here: the store keeps its own copy of what was hashed.
+            file.Position = 0;
+            await AddStreamAsync(file, hash, cancellationToken).ConfigureAwait(false);
+            return hash;
+        }
+    }
+
+    private const int AtCurrentDirectory = -100;
+    private const int AtSymlinkFollow = 0x400;
+
+    [LibraryImport("libc", EntryPoint = "linkat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int LinkAt(int oldDirectory, string oldPath, int newDirectory, string newPath, int flags);
+
+    /// <summary>Makes <paramref name="path"/> (whose content hashes to <paramref name="hash"/>) the blob of that content, unless it is stored already.</summary>
+    private async Task KeepAsBlobAsync(string path, string hash, CancellationToken cancellationToken)
+    {
         var blob = GetPath(hash);
         if (!OperatingSystem.IsWindows())
         {
-            var linked = Link(destinationPath, blob);
+            var linked = Link(path, blob);
             if (linked != 0 && Marshal.GetLastPInvokeError() == NoSuchEntry)
             {
                 Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
-                linked = Link(destinationPath, blob);
+                linked = Link(path, blob);
             }
 
             // Linked, or already stored (EEXIST): either way the blob is there.
             if (linked == 0 || File.Exists(blob))
             {
-                return hash;
+                return;
             }
         }
         else if (File.Exists(blob))
         {
-            return hash;
+            return;
         }
 
         // No hard links here (another filesystem, or Windows): the store gets its own copy.
-        var copy = new FileStream(destinationPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan);
+        var copy = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan);
         await using (copy.ConfigureAwait(false))
         {
             await AddStreamAsync(copy, hash, cancellationToken).ConfigureAwait(false);
         }
-
-        return hash;
     }
 
     private const int NoSuchEntry = 2;

@@ -98,6 +98,15 @@ internal static partial class KernelCopy
         return await hashing.ConfigureAwait(false);
     }
 
+    /// <summary>Copies without hashing: by the kernel where it can, else through a buffer.</summary>
+    public static void Copy(SafeFileHandle source, SafeFileHandle target, CancellationToken cancellationToken)
+    {
+        if (!OperatingSystem.IsLinux() || Volatile.Read(ref _kernelCopyUnavailable) != 0 || !TryKernelCopy(source, target, cancellationToken))
+        {
+            CopyInUserSpace(source, target, cancellationToken);
+        }
+    }
+
     private static string CopySmall(SafeFileHandle source, SafeFileHandle target)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(SmallFile + 1);

@@ -21,6 +21,8 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
     private QueueStore _store = null!;
     private HashCache _hashCache = null!;
     private FileBlobStore _blobs = null!;
+    private readonly Lock _hashingGate = new();
+    private Task _hashing = Task.CompletedTask;
     private int _agents;
     private double _heartbeat;
     private double _lease;
@@ -85,6 +87,8 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         IReadOnlyList<RenderFile> files, IProgress<TransferProgress>? progress, CancellationToken cancellationToken)
     {
         var folder = CheckJobFolder(temporaryFolder);
+        // The previous staging's new files are content-addressed first, so the hash cache knows them.
+        await WaitForHashingAsync().ConfigureAwait(false);
         // Every destination is checked before anything is written.
         var destinations = JobPaths.ResolveAllInside(folder, [.. files.Select(f => f.RelativePath)], "files", "RelativePath");
         // Measured once: the sizes for progress, size and time for the hash cache (a file changed since is re-hashed
@@ -97,7 +101,9 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         var linked = 0;
         progress?.Report(new TransferProgress(0, total, 0, files.Count, null));
         // Two files at a time; a file the hash cache knows (and whose blob is stored) is linked without being read, and
-        // a new one is copied into the job folder by the kernel while it is hashed, then that copy becomes its blob.
+        // a new one is copied into the job folder by the kernel, as `cp` would; the new files are hashed afterwards, in
+        // the background (below), and their copies become their blobs.
+        var fresh = new System.Collections.Concurrent.ConcurrentBag<int>();
         var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, Environment.ProcessorCount), CancellationToken = cancellationToken };
         await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), options, async (i, ct) =>
         {
@@ -119,8 +125,8 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
 
             if (!stored)
             {
-                var hash = await _blobs.CopyAndAddAsync(local, destinations[i], ct).ConfigureAwait(false);
-                _hashCache.Remember(local, measured[i].Size, measured[i].Modified, hash);
+                await _blobs.CopyReadOnlyAsync(local, destinations[i], ct).ConfigureAwait(false);
+                fresh.Add(i);
             }
 
             var bytes = Interlocked.Add(ref done, sizes[i]);
@@ -128,10 +134,71 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
             progress?.Report(new TransferProgress(bytes, total, count, files.Count, files[i].RelativePath));
         }).ConfigureAwait(false);
 
-        await _hashCache.SaveAsync(cancellationToken).ConfigureAwait(false);
         progress?.Report(new TransferProgress(done, total, files.Count, files.Count, null));
         Log.Staged(Logger, files.Count, linked, folder);
+        if (!fresh.IsEmpty)
+        {
+            var items = fresh.Select(i => (Local: files[i].LocalPath, measured[i].Size, measured[i].Modified, Copy: destinations[i])).ToList();
+            lock (_hashingGate)
+            {
+                // Chained, so stagings running side by side in one host are all waited for.
+                var previous = _hashing;
+                _hashing = Task.WhenAll(previous, Task.Run(() => HashStagedAsync(items)));
+            }
+        }
+
         return destinations;
+    }
+
+    /// <summary>
+    /// Content-addresses the files a staging copied (the hash of each copy, the copy kept as its blob, the source
+    /// remembered in the hash cache), after <see cref="CopyRenderFilesCoreAsync"/> returned: the tree is laid out at the
+    /// speed of `cp`, and the next staging (or the plug-in's disposal) waits for this. A source that changed since it
+    /// was measured is not remembered (the hash cache checks), so its next staging copies it again.
+    /// </summary>
+    private async Task HashStagedAsync(List<(string Local, long Size, DateTime Modified, string Copy)> items)
+    {
+        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, Environment.ProcessorCount) };
+        await Parallel.ForEachAsync(items, options, async (item, ct) =>
+        {
+            try
+            {
+                var hash = await _blobs.AdoptAsync(item.Copy, ct).ConfigureAwait(false);
+                _hashCache.Remember(item.Local, item.Size, item.Modified, hash);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // The job (and its copy) went away meanwhile, or the source did: nothing to remember.
+                Log.HashingSkipped(Logger, item.Copy, ex.Message);
+            }
+        }).ConfigureAwait(false);
+        await _hashCache.SaveAsync().ConfigureAwait(false);
+    }
+
+    private async Task WaitForHashingAsync()
+    {
+        Task pending;
+        lock (_hashingGate)
+        {
+            pending = _hashing;
+        }
+
+        try
+        {
+            await pending.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidOperationException or OperationCanceledException)
+        {
+            // Only the cache misses what was not hashed: those files are copied again next time.
+            Log.HashingSkipped(Logger, "(staged files)", ex.Message);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override async ValueTask DisposeCoreAsync()
+    {
+        await WaitForHashingAsync().ConfigureAwait(false);
+        await base.DisposeCoreAsync().ConfigureAwait(false);
     }
 
     /// <inheritdoc />

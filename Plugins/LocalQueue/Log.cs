@@ -13,4 +13,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "LocalQueue: stopped job {JobId}, killed {Groups} process groups")]
     public static partial void Stopped(ILogger logger, string jobId, int groups);
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Debug, Message = "LocalQueue: a staged file was not content-addressed ({File}): {Reason}")]
+    public static partial void HashingSkipped(ILogger logger, string file, string reason);
 }

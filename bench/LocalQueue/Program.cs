@@ -133,6 +133,7 @@ async Task Staging()
         var rounds = int.TryParse(Environment.GetEnvironmentVariable("BENCH_ROUNDS"), out var wanted) ? wanted : 3;
         var ratios = new List<double>();
         var seconds = new List<double>();
+        var withHashing = new List<double>();
         for (var round = 0; round < rounds; round++)
         {
             await using var farm = await Farm.StartAsync(new() { ["Agents"] = "1" });
@@ -143,6 +144,7 @@ async Task Staging()
             await File.WriteAllTextAsync(Path.Combine(warm, "a.txt"), "a");
             await File.WriteAllTextAsync(Path.Combine(warm, "b.txt"), "b");
             await Stage(farm.Plugin, [.. Directory.GetFiles(warm).Select(f => new RenderFile(f, Path.GetFileName(f)))]);
+            await Stage(farm.Plugin, []); // its background hashing ends here
             Directory.Delete(warm, true);
 
             async Task<double> CopyTree()
@@ -155,26 +157,34 @@ async Task Staging()
                 return cp.Elapsed.TotalSeconds;
             }
 
-            double cpSeconds, first;
+            // The first staging returns when the files are in place; the plug-in hashes the new ones afterwards, in
+            // the background. That hashing is timed on its own (a staging of nothing waits for it) and ends before the
+            // next thing is measured, so it never runs under `cp -r` or the second staging.
+            double cpSeconds, first, hashing;
             if (round % 2 == 0)
             {
                 cpSeconds = await CopyTree();
                 first = (await Stage(farm.Plugin, files)).TotalSeconds;
+                hashing = (await Stage(farm.Plugin, [])).TotalSeconds;
             }
             else
             {
                 first = (await Stage(farm.Plugin, files)).TotalSeconds;
+                hashing = (await Stage(farm.Plugin, [])).TotalSeconds;
                 cpSeconds = await CopyTree();
             }
 
             var second = (await Stage(farm.Plugin, files)).TotalSeconds;
             ratios.Add(first / cpSeconds);
             seconds.Add(second / first);
-            results.Add(F($"| round {round + 1}: staging {files.Count} files, {total / 1e6:0} MB into a job folder (first time: copy + hash + blob) / `cp -r` of the same tree | {first:0.00} s / {cpSeconds:0.00} s = {first / cpSeconds:0.00} |"));
+            withHashing.Add((first + hashing) / cpSeconds);
+            results.Add(F($"| round {round + 1}: staging {files.Count} files, {total / 1e6:0} MB into a job folder (first time: the files in place) / `cp -r` of the same tree | {first:0.00} s / {cpSeconds:0.00} s = {first / cpSeconds:0.00} |"));
+            results.Add(F($"| round {round + 1}: the hashing of the new files after the staging returned (background: hash, blob, hash cache) | {hashing:0.00} s; staging + hashing = {(first + hashing) / cpSeconds:0.00}× `cp -r` |"));
             results.Add(F($"| round {round + 1}: the same tree into a second job (hash cache + links) | {second:0.000} s ({100 * second / first:0.0}% of the first) |"));
         }
 
         results.Add(F($"| staging / cp -r, median of {rounds} rounds (target ≤ 1.2) | {Median(ratios):0.00} |"));
+        results.Add(F($"| staging and its background hashing / cp -r, median of {rounds} rounds | {Median(withHashing):0.00} |"));
         results.Add(F($"| second staging / first, median of {rounds} rounds (target < 5%) | {100 * Median(seconds):0.0}% |"));
     }
     finally

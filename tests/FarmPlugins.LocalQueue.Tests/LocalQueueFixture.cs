@@ -49,6 +49,27 @@ public sealed class LocalQueueFarm : IAsyncDisposable
         return plugin;
     }
 
+    /// <summary>Submits a one-folder job of <paramref name="tasks"/> through a new plug-in instance; returns its id.</summary>
+    public async Task<string> SubmitAsync(IReadOnlyList<TaskSpec> tasks, int maxAttempts = 1, string name = "test")
+    {
+        var plugin = await NewPluginAsync();
+        var context = RenderContext.Create(name);
+        var folder = await plugin.CreateTemporaryFolderAsync(context);
+        return await plugin.SubmitJobAsync(new JobRequest { Context = context, Name = name, Tasks = tasks, TemporaryFolder = folder, MaxAttempts = maxAttempts });
+    }
+
+    /// <summary>Waits (up to <paramref name="timeout"/>) until a fresh plug-in instance reads the job as ended.</summary>
+    public async Task<Job> WaitTerminalAsync(string jobId, TimeSpan timeout)
+    {
+        Job? job = null;
+        await Eventually.WaitAsync(async () =>
+        {
+            job = await (await NewPluginAsync()).GetJobAsync(jobId);
+            return job.State.IsTerminal();
+        }, timeout, $"job {jobId} to end", TimeSpan.FromMilliseconds(300));
+        return job!;
+    }
+
     public void KillAgents()
     {
         foreach (var pid in LocalQueuePlugin.AgentProcessIds(_dir.Path))

@@ -22,24 +22,9 @@ public sealed class LocalQueueResilienceTests : IAsyncLifetime
     private static TaskSpec Sh(string id, string script, string[]? dependsOn = null) =>
         new(id, [Command.Of("/bin/sh", "-c", script)], dependsOn);
 
-    private async Task<string> SubmitAsync(IReadOnlyList<TaskSpec> tasks, int maxAttempts = 1)
-    {
-        var plugin = await _farm.NewPluginAsync();
-        var context = RenderContext.Create("resilience");
-        var folder = await plugin.CreateTemporaryFolderAsync(context);
-        return await plugin.SubmitJobAsync(new JobRequest { Context = context, Name = "resilience", Tasks = tasks, TemporaryFolder = folder, MaxAttempts = maxAttempts });
-    }
+    private Task<string> SubmitAsync(IReadOnlyList<TaskSpec> tasks, int maxAttempts = 1) => _farm.SubmitAsync(tasks, maxAttempts, "resilience");
 
-    private async Task<Job> WaitTerminalAsync(string jobId)
-    {
-        Job? job = null;
-        await Eventually.WaitAsync(async () =>
-        {
-            job = await (await _farm.NewPluginAsync()).GetJobAsync(jobId);
-            return job.State.IsTerminal();
-        }, Generous, $"job {jobId} to end", TimeSpan.FromMilliseconds(300));
-        return job!;
-    }
+    private Task<Job> WaitTerminalAsync(string jobId) => _farm.WaitTerminalAsync(jobId, Generous);
 
     private async Task<string> DescribeFailuresAsync(string jobId)
     {

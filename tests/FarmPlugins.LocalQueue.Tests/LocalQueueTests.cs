@@ -253,6 +253,53 @@ public sealed class LocalQueueTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task CopyRenderFiles_PlacesNewFilesAtOnce_AndHashesThemAfterwards_SoTheNextJobLinksThem()
+    {
+        using var source = new TempDir("lq-src");
+        var files = Enumerable.Range(0, 5).Select(i => new RenderFile(source.WriteFile($"d{i % 2}/f{i}.txt", $"content {i}"), $"d{i % 2}/f{i}.txt")).ToList();
+        var plugin = await _farm.NewPluginAsync();
+        var first = RenderContext.Create("first");
+        var firstFolder = await plugin.CreateTemporaryFolderAsync(first);
+
+        await plugin.CopyRenderFilesAsync(first, firstFolder, files);
+        // Every file is in place when the call returns (the hashing goes on in the background).
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal($"content {i}", await File.ReadAllTextAsync(Path.Combine(firstFolder, $"d{i % 2}", $"f{i}.txt")));
+        }
+
+        // The plug-in's disposal waits for the hashing: another instance (another host process) links the same tree.
+        await plugin.DisposeAsync();
+        var other = await _farm.NewPluginAsync();
+        var second = RenderContext.Create("second");
+        var secondFolder = await other.CopyRenderFilesAsync(second, await other.CreateTemporaryFolderAsync(second), files);
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal($"content {i}", await File.ReadAllTextAsync(secondFolder[i]));
+            // One inode: the first job's copy, the blob and the second job's link.
+            Assert.Equal(3, FileFacts.LinkCount(secondFolder[i]));
+        }
+    }
+
+    [Fact]
+    public async Task CopyRenderFiles_ASourceChangedJustAfterItWasStaged_IsCopiedAgain_WithItsNewContent()
+    {
+        using var source = new TempDir("lq-src");
+        var file = source.WriteFile("scene.pov", "sphere { 0, 1 }");
+        var plugin = await _farm.NewPluginAsync();
+        var first = RenderContext.Create("first");
+        await plugin.CopyRenderFilesAsync(first, await plugin.CreateTemporaryFolderAsync(first), [new RenderFile(file, "scene.pov")]);
+
+        // Rewritten while (or before) the first staging's copy is hashed: its new size and time are not what was staged.
+        await File.WriteAllTextAsync(file, "sphere { 0, 2 } // changed");
+        var second = RenderContext.Create("second");
+        var folder = await plugin.CreateTemporaryFolderAsync(second);
+        await plugin.CopyRenderFilesAsync(second, folder, [new RenderFile(file, "scene.pov")]);
+
+        Assert.Equal("sphere { 0, 2 } // changed", await File.ReadAllTextAsync(Path.Combine(folder, "scene.pov")));
+    }
+
+    [Fact]
     public async Task ADamagedDatabase_GivesAClearError()
     {
         await File.WriteAllTextAsync(Path.Combine(_farm.DataDirectory, "queue.db"), new string('x', 5000));

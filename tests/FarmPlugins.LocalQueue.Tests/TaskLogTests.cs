@@ -21,24 +21,9 @@ public sealed class TaskLogTests : IAsyncLifetime
 
     private static TaskSpec Sh(string id, string script) => new(id, [Command.Of("/bin/sh", "-c", script)]);
 
-    private async Task<string> SubmitAsync(IReadOnlyList<TaskSpec> tasks, int maxAttempts = 1)
-    {
-        var plugin = await _farm.NewPluginAsync();
-        var context = RenderContext.Create("logs");
-        var folder = await plugin.CreateTemporaryFolderAsync(context);
-        return await plugin.SubmitJobAsync(new JobRequest { Context = context, Name = "logs", Tasks = tasks, TemporaryFolder = folder, MaxAttempts = maxAttempts });
-    }
+    private Task<string> SubmitAsync(IReadOnlyList<TaskSpec> tasks, int maxAttempts = 1) => _farm.SubmitAsync(tasks, maxAttempts, "logs");
 
-    private async Task<Job> WaitTerminalAsync(string jobId)
-    {
-        Job? job = null;
-        await Eventually.WaitAsync(async () =>
-        {
-            job = await (await _farm.NewPluginAsync()).GetJobAsync(jobId);
-            return job.State.IsTerminal();
-        }, Generous, $"job {jobId} to end");
-        return job!;
-    }
+    private Task<Job> WaitTerminalAsync(string jobId) => _farm.WaitTerminalAsync(jobId, Generous);
 
     private string TaskLogFile(string jobId, string taskId) =>
         new LocalQueuePaths(_farm.DataDirectory).TaskLog(QueueStore.ParseJobId(jobId)!.Value, taskId);

@@ -181,13 +181,44 @@ public sealed class HashingTests : IDisposable
         Assert.Empty(Directory.GetFiles(store.Root, "*", SearchOption.AllDirectories));
     }
 
-    private static long LinkCount(string path)
+    private static long LinkCount(string path) => FileFacts.LinkCount(path);
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(7)]
+    [InlineData((2 << 20) + 5)]
+    public async Task BlobStore_CopyReadOnly_ThenAdopt_KeepsTheCopyAsTheBlob(int size)
     {
-        // `stat -c %h`: the number of names of the file's inode.
-        using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%h", path]) { RedirectStandardOutput = true })!;
-        var text = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        return long.Parse(text.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var store = new FileBlobStore(_dir.Combine("blobs"));
+        var bytes = new byte[size];
+        new Random(size + 1).NextBytes(bytes);
+        var source = _dir.Combine("src", $"a{size}.bin");
+        Directory.CreateDirectory(Path.GetDirectoryName(source)!);
+        await File.WriteAllBytesAsync(source, bytes);
+        var copy = _dir.Combine("job", "sub", "a.bin");
+
+        await store.CopyReadOnlyAsync(source, copy);
+
+        // In place at once, read-only, not stored yet.
+        Assert.Equal(bytes, await File.ReadAllBytesAsync(copy));
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead, File.GetUnixFileMode(copy));
+        }
+
+        var hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
+        Assert.False(store.Contains(hash));
+
+        Assert.Equal(hash, await store.AdoptAsync(copy));
+        Assert.True(store.Contains(hash));
+        Assert.Equal(2, LinkCount(copy));
+        // A second copy of the same content: the first blob is kept.
+        var again = _dir.Combine("job2", "a.bin");
+        await store.CopyReadOnlyAsync(source, again);
+        Assert.Equal(hash, await store.AdoptAsync(again));
+        Assert.Equal(1, LinkCount(again));
+        Assert.Single(Directory.GetFiles(store.Root, "*", SearchOption.AllDirectories));
+        await Assert.ThrowsAsync<FileNotFoundException>(() => store.CopyReadOnlyAsync(_dir.Combine("nope.bin"), _dir.Combine("job", "nope.bin")));
     }
 
     [Fact]
