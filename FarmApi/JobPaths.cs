@@ -86,7 +86,8 @@ public static class JobPaths
     /// <summary>
     /// <see cref="ResolveInside(string, string, string)"/> for many paths into one folder, every path checked before any is
     /// returned: the folder is resolved once and each folder on the way is looked at once, not once per file (staging a
-    /// tree of a thousand files otherwise spends more system calls checking paths than linking files).
+    /// tree of a thousand files otherwise spends more system calls checking paths than linking files). A folder that is
+    /// empty when the call looks at it (a new job's) has no link inside, and costs no look per path at all.
     /// </summary>
     /// <param name="root">The job folder.</param>
     /// <param name="relativePaths">Paths from a request.</param>
@@ -114,6 +115,8 @@ public static class JobPaths
         // Folders on the way already found to be no link, or a link that stays inside.
         var checkedFolders = new HashSet<string>(StringComparer.Ordinal);
         var result = new string[relativePaths.Count];
+        // An empty folder (a new job's) holds no link to pass through: one look at it instead of one per path.
+        var empty = Directory.Exists(fullRoot) && !Directory.EnumerateFileSystemEntries(fullRoot).Any();
         for (var i = 0; i < relativePaths.Count; i++)
         {
             var segments = relativePaths[i].Split('/', '\\', StringSplitOptions.RemoveEmptyEntries);
@@ -127,7 +130,7 @@ public static class JobPaths
 
                 current = Path.Combine(current, segments[k]);
                 var last = k == segments.Length - 1;
-                if (!last && checkedFolders.Contains(current))
+                if (empty || (!last && checkedFolders.Contains(current)))
                 {
                     continue;
                 }

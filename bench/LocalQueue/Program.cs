@@ -110,6 +110,11 @@ async Task Latency()
 async Task Staging()
 {
     var tree = Directory.CreateTempSubdirectory("lqbench-tree").FullName;
+    // Nothing is deleted until every round is measured: this machine's ext4 has no journal, and without one every new
+    // inode (a file, a folder) is checked against those deleted in the last minute or more, so deleting a round's
+    // 2,000-3,000 files made the next round's creations (`cp -r`'s as well as the staging's folders) several times
+    // dearer, by an amount that depended on what was deleted when.
+    var cleanUp = new List<string>();
     try
     {
         // 1,000 files, 500 MB: 50 files of 9 MB and 950 of ~55 KB.
@@ -134,18 +139,24 @@ async Task Staging()
         var ratios = new List<double>();
         var seconds = new List<double>();
         var withHashing = new List<double>();
+
         for (var round = 0; round < rounds; round++)
         {
             await using var farm = await Farm.StartAsync(new() { ["Agents"] = "1" });
+            farm.KeepFiles = true;
+            cleanUp.Add(Path.GetDirectoryName(farm.DataDirectory)!);
             // Warm-up: three other files (one large) staged once, so the staging code's first-call JIT is not in the
             // figure (./farm runs the plug-in precompiled; this bench links it and JIT-compiles it).
             var warm = Directory.CreateTempSubdirectory("lqbench-warm").FullName;
             await File.WriteAllBytesAsync(Path.Combine(warm, "big.bin"), new byte[3 << 20]);
             await File.WriteAllTextAsync(Path.Combine(warm, "a.txt"), "a");
             await File.WriteAllTextAsync(Path.Combine(warm, "b.txt"), "b");
-            await Stage(farm.Plugin, [.. Directory.GetFiles(warm).Select(f => new RenderFile(f, Path.GetFileName(f)))]);
+            // Twice, so the second staging's path (hash cache hits, links) is compiled before it is measured too.
+            RenderFile[] warmFiles = [.. Directory.GetFiles(warm).Select(f => new RenderFile(f, Path.GetFileName(f)))];
+            await Stage(farm.Plugin, warmFiles);
             await Stage(farm.Plugin, []); // its background hashing ends here
-            Directory.Delete(warm, true);
+            await Stage(farm.Plugin, warmFiles);
+            cleanUp.Add(warm);
 
             async Task<double> CopyTree()
             {
@@ -153,7 +164,7 @@ async Task Staging()
                 var cp = Stopwatch.StartNew();
                 await Run("cp", "-r", tree, cpTarget);
                 cp.Stop();
-                Directory.Delete(cpTarget, true);
+                cleanUp.Add(cpTarget);
                 return cp.Elapsed.TotalSeconds;
             }
 
@@ -189,6 +200,11 @@ async Task Staging()
     }
     finally
     {
+        foreach (var path in cleanUp)
+        {
+            try { Directory.Delete(path, true); } catch (IOException) { }
+        }
+
         Directory.Delete(tree, true);
     }
 }
@@ -380,6 +396,12 @@ internal sealed partial class Farm : IAsyncDisposable
         }
 
         await Plugin.DisposeAsync();
-        try { Directory.Delete(Path.GetDirectoryName(DataDirectory)!, true); } catch (IOException) { }
+        if (!KeepFiles)
+        {
+            try { Directory.Delete(Path.GetDirectoryName(DataDirectory)!, true); } catch (IOException) { }
+        }
     }
+
+    /// <summary>Leave the data directory for the caller to delete later (see the staging figures).</summary>
+    public bool KeepFiles { get; set; }
 }
