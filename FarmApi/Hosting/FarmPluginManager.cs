@@ -466,6 +466,13 @@ public sealed class FarmPluginManager : IAsyncDisposable
                         status = FarmPluginStatus.Incompatible;
                         reason = $"built against FarmApi {referenced.ToString(3)}; this host has FarmApi {hostFarmApi.ToString(3)}";
                     }
+                    else if (found.FarmApiVersion is { } newer && (newer.Major, newer.Minor).CompareTo((hostFarmApi.Major, hostFarmApi.Minor)) > 0)
+                    {
+                        // Same major, later minor: the plug-in may call members this host's FarmApi does not have yet (a
+                        // MissingMethodException in the middle of a render otherwise).
+                        status = FarmPluginStatus.Incompatible;
+                        reason = $"built against FarmApi {newer.ToString(3)}, newer than this host's FarmApi {hostFarmApi.ToString(3)}: update the host, or use a build of the plug-in for FarmApi {hostFarmApi.ToString(2)}";
+                    }
                     else if (found.FarmApiVersion is null)
                     {
                         status = FarmPluginStatus.Broken;

@@ -94,6 +94,25 @@ public sealed class LoadingTests : HostingTestBase
     }
 
     [Fact]
+    public async Task PluginBuiltAgainstALaterFarmApiOfThisMajor_IsIncompatible_WithAReasonNamingBothVersions()
+    {
+        var resources = NewResources();
+        var path = resources.Add("NewerFarm");
+        var manager = NewManager(resources);
+        var host = typeof(BaseFarmPlugin).Assembly.GetName().Version!;
+        Assert.True(host < new Version(2, 99), "this test needs a host FarmApi older than the fixture's 2.99.0");
+
+        var info = Assert.Single(manager.GetPlugins());
+
+        Assert.Equal(FarmPluginStatus.Incompatible, info.Status);
+        Assert.Equal(new Version(2, 99, 0, 0), info.FarmApiVersion);
+        Assert.Equal($"built against FarmApi 2.99.0, newer than this host's FarmApi {host.ToString(3)}: update the host, or use a build of the plug-in for FarmApi {host.ToString(2)}", info.Error);
+        Assert.Equal(path, Assert.Single(manager.Diagnostics).Path);
+        var refused = await Assert.ThrowsAsync<FarmPluginLoadException>(() => manager.LoadAsync("Newer Farm"));
+        Assert.Contains("newer than this host's FarmApi", refused.Message);
+    }
+
+    [Fact]
     public async Task ThrowingConstructor_IsListed_LoadingReportsTheConstructorsMessage_AndTheHostGoesOn()
     {
         var resources = NewResources();
