@@ -241,12 +241,15 @@ public sealed class LocalQueueTests : IAsyncLifetime
         var plugin = await _farm.NewPluginAsync();
         var first = RenderContext.Create("first");
         await plugin.CopyRenderFilesAsync(first, await plugin.CreateTemporaryFolderAsync(first), [new RenderFile(file, "scene.pov")]);
+        await plugin.DisposeAsync(); // waits for the staged file's hashing: the hash cache now knows it
 
         // Someone empties the blob store; the hash cache still knows the file.
         Directory.Delete(Path.Combine(_farm.DataDirectory, "blobs"), recursive: true);
+        plugin = await _farm.NewPluginAsync();
         var second = RenderContext.Create("second");
         var folder = await plugin.CreateTemporaryFolderAsync(second);
         await plugin.CopyRenderFilesAsync(second, folder, [new RenderFile(file, "scene.pov")]);
+        await plugin.DisposeAsync();
 
         Assert.Equal("sphere { 0, 3 }", await File.ReadAllTextAsync(Path.Combine(folder, "scene.pov")));
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(_farm.DataDirectory, "blobs"), "*", SearchOption.AllDirectories));

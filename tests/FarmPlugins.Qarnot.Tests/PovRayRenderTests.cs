@@ -72,7 +72,8 @@ public sealed class PovRayRenderTests(QarnotFixture fixture) : IDisposable
     }
 
     private Task<RenderResult> RenderAsync(BaseFarmPlugin farm, string scene, RenderSettings settings, string output) =>
-        PovRayFarmRender.RenderAsync(farm, scene, settings, _dir.Combine(output), maxAttempts: 1);
+        PovRayFarmRender.RenderAsync(farm, scene, settings, _dir.Combine(output), maxAttempts: 1,
+            diagnostics: () => string.Join("\n", fixture.Emulator.Tasks.Where(t => t.State != "Success").Select(t => t.Transcript())));
 
     /// <summary>A scene with an include in a sub-folder that includes another, and an image map: the hosts' test scene.</summary>
     private async Task<string> WriteSceneAsync()

@@ -869,6 +869,16 @@ public sealed class EmulatedTask
         }
     }
 
+    /// <summary>Everything the task's instances printed, for a test's failure message (the "fresh" offsets are untouched).</summary>
+    /// <returns>The task's name, state, stdout and stderr.</returns>
+    public string Transcript()
+    {
+        lock (_gate)
+        {
+            return $"--- {Name} ({Uuid}): {State}\nstdout:\n{_output.Out}\nstderr:\n{_output.Err}";
+        }
+    }
+
     internal void Append(int instance, bool error, string text)
     {
         lock (_gate)
