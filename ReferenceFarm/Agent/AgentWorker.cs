@@ -475,17 +475,20 @@ public sealed class AgentWorker : BackgroundService
         await inFlight.ConfigureAwait(false);
         HandBack(_ => true, "interrupted: the agent is stopping; leased ahead, never started");
         Task sent;
+        bool pending;
         lock (_queueGate)
         {
-            if (_pending.Count == 0)
-            {
-                return;
-            }
-
-            sent = _pendingSent.Task;
+            // With nothing pending, the reporter may still have taken the last batch since `inFlight` was read: it is
+            // waited for too, or the stop that follows would cancel its call and lose those reports.
+            pending = _pending.Count > 0;
+            sent = pending ? _pendingSent.Task : _lastSend;
         }
 
-        _reportSignal.Release();
+        if (pending)
+        {
+            _reportSignal.Release();
+        }
+
         await sent.ConfigureAwait(false);
     }
 
