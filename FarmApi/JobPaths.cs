@@ -58,29 +58,8 @@ public static class JobPaths
             throw new ArgumentException($"{paramName}: {reason}.", paramName);
         }
 
-        var fullRoot = Path.GetFullPath(root);
-        var realRoot = RealPath(fullRoot);
-        var current = fullRoot;
-        foreach (var segment in relativePath.Split('/', '\\', StringSplitOptions.RemoveEmptyEntries))
-        {
-            if (segment == ".")
-            {
-                continue;
-            }
-
-            current = Path.Combine(current, segment);
-            var info = new FileInfo(current);
-            if (info.LinkTarget is not null)
-            {
-                var target = RealPath(current);
-                if (!IsWithin(realRoot, target))
-                {
-                    throw new ArgumentException($"{paramName}: '{relativePath}' passes through a link that leads out of the job folder.", paramName);
-                }
-            }
-        }
-
-        return current;
+        string? realRoot = null;
+        return Walk(Path.GetFullPath(root), relativePath, paramName, paramName, ref realRoot, checkedFolders: null, noLinks: false);
     }
 
     /// <summary>
@@ -114,46 +93,58 @@ public static class JobPaths
         string? realRoot = null;
         // Folders on the way already found to be no link, or a link that stays inside.
         var checkedFolders = new HashSet<string>(StringComparer.Ordinal);
-        var result = new string[relativePaths.Count];
         // An empty folder (a new job's) holds no link to pass through: one look at it instead of one per path.
         var empty = Directory.Exists(fullRoot) && !Directory.EnumerateFileSystemEntries(fullRoot).Any();
+        var result = new string[relativePaths.Count];
         for (var i = 0; i < relativePaths.Count; i++)
         {
-            var segments = relativePaths[i].Split('/', '\\', StringSplitOptions.RemoveEmptyEntries);
-            var current = fullRoot;
-            for (var k = 0; k < segments.Length; k++)
-            {
-                if (segments[k] == ".")
-                {
-                    continue;
-                }
-
-                current = Path.Combine(current, segments[k]);
-                var last = k == segments.Length - 1;
-                if (empty || (!last && checkedFolders.Contains(current)))
-                {
-                    continue;
-                }
-
-                if (new FileInfo(current).LinkTarget is not null)
-                {
-                    realRoot ??= RealPath(fullRoot);
-                    if (!IsWithin(realRoot, RealPath(current)))
-                    {
-                        throw new ArgumentException($"{Name(i)}: '{relativePaths[i]}' passes through a link that leads out of the job folder.", paramName);
-                    }
-                }
-
-                if (!last)
-                {
-                    checkedFolders.Add(current);
-                }
-            }
-
-            result[i] = current;
+            result[i] = Walk(fullRoot, relativePaths[i], Name(i), paramName, ref realRoot, checkedFolders, empty);
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// Joins a checked relative path to <paramref name="fullRoot"/>, following every link on the way: one that leads out of
+    /// the folder is refused. <paramref name="realRoot"/> is resolved at the first link met; folders in
+    /// <paramref name="checkedFolders"/> are not looked at again (and those looked at are added); with
+    /// <paramref name="noLinks"/> nothing is looked at.
+    /// </summary>
+    private static string Walk(string fullRoot, string relativePath, string name, string paramName, ref string? realRoot,
+        HashSet<string>? checkedFolders, bool noLinks)
+    {
+        var segments = relativePath.Split('/', '\\', StringSplitOptions.RemoveEmptyEntries);
+        var current = fullRoot;
+        for (var k = 0; k < segments.Length; k++)
+        {
+            if (segments[k] == ".")
+            {
+                continue;
+            }
+
+            current = Path.Combine(current, segments[k]);
+            var last = k == segments.Length - 1;
+            if (noLinks || (!last && checkedFolders?.Contains(current) == true))
+            {
+                continue;
+            }
+
+            if (new FileInfo(current).LinkTarget is not null)
+            {
+                realRoot ??= RealPath(fullRoot);
+                if (!IsWithin(realRoot, RealPath(current)))
+                {
+                    throw new ArgumentException($"{name}: '{relativePath}' passes through a link that leads out of the job folder.", paramName);
+                }
+            }
+
+            if (!last)
+            {
+                checkedFolders?.Add(current);
+            }
+        }
+
+        return current;
     }
 
     /// <summary>Whether <paramref name="path"/> is <paramref name="root"/> or inside it (both full paths).</summary>

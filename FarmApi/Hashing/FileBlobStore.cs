@@ -196,28 +196,17 @@ public sealed partial class FileBlobStore
         await using (file.ConfigureAwait(false))
         {
             var hash = await ContentHash.ComputeAsync(file, cancellationToken).ConfigureAwait(false);
-            if (OperatingSystem.IsLinux())
-            {
-                // The file that was hashed is linked through its open descriptor, not its name: a file put at that path
-                // in the meantime (a task replacing its input) can never become the blob of another file's hash.
-                var blob = GetPath(hash);
-                var descriptor = $"/proc/self/fd/{file.SafeFileHandle.DangerousGetHandle()}";
-                var linked = LinkAt(AtCurrentDirectory, descriptor, AtCurrentDirectory, blob, AtSymlinkFollow);
-                if (linked != 0 && Marshal.GetLastPInvokeError() == NoSuchEntry && !File.Exists(blob))
+            // The file that was hashed is linked through its open descriptor, not its name: a file put at that path in the
+            // meantime (a task replacing its input) can never become the blob of another file's hash.
+            var descriptor = $"/proc/self/fd/{file.SafeFileHandle.DangerousGetHandle()}";
+            await KeepAsBlobAsync(hash,
+                OperatingSystem.IsLinux() ? blob => LinkAt(AtCurrentDirectory, descriptor, AtCurrentDirectory, blob, AtSymlinkFollow) : null,
+                () =>
                 {
-                    Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
-                    linked = LinkAt(AtCurrentDirectory, descriptor, AtCurrentDirectory, blob, AtSymlinkFollow);
-                }
-
-                if (linked == 0 || File.Exists(blob))
-                {
-                    return hash;
-                }
-            }
-
-            // No links through a descriptor here: the store keeps its own copy of what was hashed.
-            file.Position = 0;
-            await AddStreamAsync(file, hash, cancellationToken).ConfigureAwait(false);
+                    // No links through a descriptor here: the store keeps its own copy of what was hashed.
+                    file.Position = 0;
+                    return AddStreamAsync(file, hash, cancellationToken);
+                }).ConfigureAwait(false);
             return hash;
         }
     }
@@ -229,16 +218,32 @@ public sealed partial class FileBlobStore
     private static partial int LinkAt(int oldDirectory, string oldPath, int newDirectory, string newPath, int flags);
 
     /// <summary>Makes <paramref name="path"/> (whose content hashes to <paramref name="hash"/>) the blob of that content, unless it is stored already.</summary>
-    private async Task KeepAsBlobAsync(string path, string hash, CancellationToken cancellationToken)
+    private Task KeepAsBlobAsync(string path, string hash, CancellationToken cancellationToken) =>
+        KeepAsBlobAsync(hash, OperatingSystem.IsWindows() ? null : blob => Link(path, blob), async () =>
+        {
+            // No hard links here (another filesystem, or Windows): the store gets its own copy.
+            var copy = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan);
+            await using (copy.ConfigureAwait(false))
+            {
+                await AddStreamAsync(copy, hash, cancellationToken).ConfigureAwait(false);
+            }
+        });
+
+    /// <summary>
+    /// Keeps a file as the blob of <paramref name="hash"/> unless it is stored already: <paramref name="link"/> makes a hard
+    /// link at the blob's path (0, or -1 with errno), its folder created when missing; where there is no link to make, or
+    /// the link cannot be made, <paramref name="copy"/> adds the content to the store.
+    /// </summary>
+    private async Task KeepAsBlobAsync(string hash, Func<string, int>? link, Func<Task> copy)
     {
         var blob = GetPath(hash);
-        if (!OperatingSystem.IsWindows())
+        if (link is not null)
         {
-            var linked = Link(path, blob);
-            if (linked != 0 && Marshal.GetLastPInvokeError() == NoSuchEntry)
+            var linked = link(blob);
+            if (linked != 0 && Marshal.GetLastPInvokeError() == NoSuchEntry && !File.Exists(blob))
             {
                 Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
-                linked = Link(path, blob);
+                linked = link(blob);
             }
 
             // Linked, or already stored (EEXIST): either way the blob is there.
@@ -252,12 +257,7 @@ public sealed partial class FileBlobStore
             return;
         }
 
-        // No hard links here (another filesystem, or Windows): the store gets its own copy.
-        var copy = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan);
-        await using (copy.ConfigureAwait(false))
-        {
-            await AddStreamAsync(copy, hash, cancellationToken).ConfigureAwait(false);
-        }
+        await copy().ConfigureAwait(false);
     }
 
     private const int NoSuchEntry = 2;

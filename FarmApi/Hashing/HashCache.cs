@@ -69,11 +69,9 @@ public sealed class HashCache
     {
         var full = Path.GetFullPath(path);
         // The file is looked at only when the cache knows its path (a new file costs no stat here).
-        if (_entries.TryGetValue(full, out var cached) && new FileInfo(full) is { Exists: true } info
-            && cached.Size == info.Length && cached.ModifiedTicks == info.LastWriteTimeUtc.Ticks)
+        if (_entries.ContainsKey(full) && new FileInfo(full) is { Exists: true } info)
         {
-            hash = cached.Hash;
-            return true;
+            return TryGetCached(full, info.Length, info.LastWriteTimeUtc, out hash);
         }
 
         hash = null;
