@@ -94,8 +94,7 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         // Measured once: the sizes for progress, size and time for the hash cache (a file changed since is re-hashed
         // on its next use, as the cache checks them against the file).
         var measured = files.Select(f => new FileInfo(f.LocalPath)).Select(i => (Size: i.Length, Modified: i.LastWriteTimeUtc)).ToList();
-        var sizes = measured.Select(m => m.Size).ToList();
-        var total = sizes.Sum();
+        var total = measured.Sum(m => m.Size);
         long done = 0;
         var filesDone = 0;
         var linked = 0;
@@ -129,7 +128,7 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
                 fresh.Add(i);
             }
 
-            var bytes = Interlocked.Add(ref done, sizes[i]);
+            var bytes = Interlocked.Add(ref done, measured[i].Size);
             var count = Interlocked.Increment(ref filesDone);
             progress?.Report(new TransferProgress(bytes, total, count, files.Count, files[i].RelativePath));
         }).ConfigureAwait(false);
@@ -275,27 +274,29 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
     protected override Task<LogChunk> ReadTaskLogCoreAsync(string jobId, string taskId, long offset, CancellationToken cancellationToken)
     {
         var seq = Seq(jobId);
-        var task = _store.GetTasks(seq).FirstOrDefault(t => t.Info.Id == taskId);
-        if (task.Info is null)
+        var tasks = _store.GetTasks(seq);
+        // A task's position in its job is its index in the queue (tasks are stored in request order).
+        var index = 0;
+        while (index < tasks.Count && tasks[index].Info.Id != taskId)
+        {
+            index++;
+        }
+
+        if (index == tasks.Count)
         {
             throw new FarmPluginException($"Job {jobId} has no task '{taskId}'.", null, Name);
         }
 
         // A task's log is its file once there is one; the lines of short attempts are kept in the queue instead.
         var path = _paths.TaskLog(seq, taskId);
-        var terminal = task.Info.State.IsTerminal();
-        return Task.FromResult(File.Exists(path) ? ReadLog(path, offset, terminal) : ReadInline(_store.GetInlineLog(seq, taskId), offset, terminal));
-    }
-
-    private static LogChunk ReadInline(string? text, long offset, bool terminal)
-    {
-        var bytes = Encoding.UTF8.GetBytes(text ?? string.Empty);
-        if (offset >= bytes.Length)
+        var terminal = tasks[index].Info.State.IsTerminal();
+        if (File.Exists(path))
         {
-            return new LogChunk(string.Empty, offset, terminal && offset == bytes.Length);
+            return Task.FromResult(ReadLog(path, offset, terminal));
         }
 
-        return new LogChunk(Encoding.UTF8.GetString(bytes, (int)offset, bytes.Length - (int)offset), bytes.Length, terminal);
+        var inline = Encoding.UTF8.GetBytes(_store.GetInlineLog(seq, index) ?? string.Empty);
+        return Task.FromResult(Chunk(offset < inline.Length ? inline.AsSpan((int)offset) : [], offset, inline.Length, terminal));
     }
 
     /// <inheritdoc />
@@ -421,22 +422,30 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
     {
         if (!File.Exists(path))
         {
-            return new LogChunk(string.Empty, offset, terminal && offset == 0);
+            return Chunk([], offset, 0, terminal);
         }
 
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         var length = stream.Length;
-        if (offset >= length)
+        var buffer = new byte[Math.Max(0, length - offset)];
+        if (buffer.Length > 0)
         {
-            return new LogChunk(string.Empty, offset, terminal && offset == length);
+            stream.Position = offset;
+            stream.ReadExactly(buffer);
         }
 
-        stream.Position = offset;
-        var buffer = new byte[length - offset];
-        stream.ReadExactly(buffer);
-        // Hand out whole lines only: a line being written is read next time, whole.
-        var end = Array.LastIndexOf(buffer, (byte)'\n') + 1;
-        return new LogChunk(Encoding.UTF8.GetString(buffer, 0, end), offset + end, terminal && offset + end == length);
+        return Chunk(buffer, offset, length, terminal);
+    }
+
+    /// <summary>
+    /// A log's chunk from <paramref name="offset"/>, given the bytes from there to the log's end (<paramref name="length"/>
+    /// long): whole lines only (a line being written is read next time, whole); complete once the log is terminal and it
+    /// was read to its end.
+    /// </summary>
+    private static LogChunk Chunk(ReadOnlySpan<byte> rest, long offset, long length, bool terminal)
+    {
+        var end = rest.LastIndexOf((byte)'\n') + 1;
+        return new LogChunk(Encoding.UTF8.GetString(rest[..end]), offset + end, terminal && offset + end == length);
     }
 
     private bool AnyAgentAlive()

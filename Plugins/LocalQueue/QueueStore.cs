@@ -626,10 +626,6 @@ internal sealed class QueueStore
     /// The lines kept in the queue for a task whose attempts were short (their logs never became a file), or null. A task's
     /// log file, once there, holds these lines first and is the whole log.
     /// </summary>
-    public string? GetInlineLog(long seq, string taskId) =>
-        Run(connection => Scalar(connection, "SELECT log FROM tasks WHERE job_seq=$s AND task_id=$t", ("$s", seq), ("$t", taskId)) as string);
-
-    /// <summary>The same, by the task's position in its job (what an agent knows).</summary>
     public string? GetInlineLog(long seq, int index) =>
         Run(connection => Scalar(connection, "SELECT log FROM tasks WHERE job_seq=$s AND idx=$i", ("$s", seq), ("$i", index)) as string);
 

@@ -51,9 +51,10 @@ public sealed partial class SlurmPlugin : BaseFarmPlugin
     {
         var folder = CheckTemporaryFolder(temporaryFolder, context.Id);
         // Every destination is checked before anything is written.
-        var destinations = files.Select((f, i) => JobPaths.ResolveInside(folder.Root, f.RelativePath, $"files[{i}].RelativePath")).ToList();
-        var sizes = files.Select(f => new FileInfo(f.LocalPath).Length).ToList();
-        var total = sizes.Sum();
+        var destinations = JobPaths.ResolveAllInside(folder.Root, [.. files.Select(f => f.RelativePath)], "files", "RelativePath");
+        // Measured once: the sizes for progress, size and time for the hash cache.
+        var measured = files.Select(f => new FileInfo(f.LocalPath)).Select(i => (Size: i.Length, Modified: i.LastWriteTimeUtc)).ToList();
+        var total = measured.Sum(m => m.Size);
         var blobs = new FileBlobStore(Path.Combine(_options.SharedRoot, ".blobs"));
         long done = 0;
         var linked = 0;
@@ -62,7 +63,7 @@ public sealed partial class SlurmPlugin : BaseFarmPlugin
             cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new TransferProgress(done, total, i, files.Count, files[i].RelativePath));
             var local = files[i].LocalPath;
-            if (_hashCache.TryGetCached(local, out var cached) && blobs.Contains(cached))
+            if (_hashCache.TryGetCached(local, measured[i].Size, measured[i].Modified, out var cached) && blobs.Contains(cached))
             {
                 // Known and stored: linked, not read.
                 await blobs.LinkOrCopyAsync(cached, destinations[i], cancellationToken).ConfigureAwait(false);
@@ -71,13 +72,11 @@ public sealed partial class SlurmPlugin : BaseFarmPlugin
             else
             {
                 // New: copied once into the shared job folder while it is hashed; that copy becomes its blob.
-                var before = new FileInfo(local);
-                var (size, modified) = (before.Length, before.LastWriteTimeUtc);
                 var hash = await blobs.CopyAndAddAsync(local, destinations[i], cancellationToken).ConfigureAwait(false);
-                _hashCache.Remember(local, size, modified, hash);
+                _hashCache.Remember(local, measured[i].Size, measured[i].Modified, hash);
             }
 
-            done += sizes[i];
+            done += measured[i].Size;
         }
 
         await _hashCache.SaveAsync(cancellationToken).ConfigureAwait(false);
