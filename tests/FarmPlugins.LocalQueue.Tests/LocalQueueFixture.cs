@@ -49,6 +49,10 @@ public sealed class LocalQueueFarm : IAsyncDisposable
         return plugin;
     }
 
+    /// <summary>A task of one <c>/bin/sh -c</c> command.</summary>
+    public static TaskSpec Sh(string id, string script, string[]? dependsOn = null, string[]? outputs = null, TimeSpan? timeout = null) =>
+        new(id, [Command.Of("/bin/sh", "-c", script)], dependsOn, outputs, Timeout: timeout);
+
     /// <summary>Submits a one-folder job of <paramref name="tasks"/> through a new plug-in instance; returns its id.</summary>
     public async Task<string> SubmitAsync(IReadOnlyList<TaskSpec> tasks, int maxAttempts = 1, string name = "test")
     {

@@ -1,6 +1,7 @@
 using FarmApi;
 using FarmPlugins.TestSupport;
 using Xunit;
+using static FarmPlugins.LocalQueue.Tests.LocalQueueFarm;
 
 namespace FarmPlugins.LocalQueue.Tests;
 
@@ -18,9 +19,6 @@ public sealed class LocalQueueResilienceTests : IAsyncLifetime
         await _farm.DisposeAsync();
         _side.Dispose();
     }
-
-    private static TaskSpec Sh(string id, string script, string[]? dependsOn = null) =>
-        new(id, [Command.Of("/bin/sh", "-c", script)], dependsOn);
 
     private Task<string> SubmitAsync(IReadOnlyList<TaskSpec> tasks, int maxAttempts = 1) => _farm.SubmitAsync(tasks, maxAttempts, "resilience");
 

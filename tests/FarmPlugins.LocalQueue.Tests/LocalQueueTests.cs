@@ -2,6 +2,7 @@ using System.Diagnostics;
 using FarmApi;
 using FarmPlugins.TestSupport;
 using Xunit;
+using static FarmPlugins.LocalQueue.Tests.LocalQueueFarm;
 
 namespace FarmPlugins.LocalQueue.Tests;
 
@@ -13,9 +14,6 @@ public sealed class LocalQueueTests : IAsyncLifetime
     public Task InitializeAsync() => Task.CompletedTask;
 
     public async Task DisposeAsync() => await _farm.DisposeAsync();
-
-    private static TaskSpec Sh(string id, string script, string[]? dependsOn = null, string[]? outputs = null, TimeSpan? timeout = null) =>
-        new(id, [Command.Of("/bin/sh", "-c", script)], dependsOn, outputs, Timeout: timeout);
 
     private async Task<(string JobId, string Folder)> SubmitAsync(BaseFarmPlugin plugin, IReadOnlyList<TaskSpec> tasks, int maxAttempts = 1,
         RenderContext? context = null)

@@ -3,6 +3,7 @@ using FarmApi;
 using FarmPlugins.TestSupport;
 using Microsoft.Data.Sqlite;
 using Xunit;
+using static FarmPlugins.LocalQueue.Tests.LocalQueueFarm;
 
 namespace FarmPlugins.LocalQueue.Tests;
 
@@ -18,8 +19,6 @@ public sealed class TaskLogTests : IAsyncLifetime
     public Task InitializeAsync() => Task.CompletedTask;
 
     public async Task DisposeAsync() => await _farm.DisposeAsync();
-
-    private static TaskSpec Sh(string id, string script) => new(id, [Command.Of("/bin/sh", "-c", script)]);
 
     private Task<string> SubmitAsync(IReadOnlyList<TaskSpec> tasks, int maxAttempts = 1) => _farm.SubmitAsync(tasks, maxAttempts, "logs");
 
