@@ -84,10 +84,7 @@ internal static partial class KernelCopy
         var hashing = Task.Run(() => Hash(source, cancellationToken), cancellationToken);
         try
         {
-            if (!OperatingSystem.IsLinux() || Volatile.Read(ref _kernelCopyUnavailable) != 0 || !TryKernelCopy(source, target, cancellationToken))
-            {
-                CopyInUserSpace(source, target, cancellationToken);
-            }
+            Copy(source, target, cancellationToken);
         }
         finally
         {
