@@ -27,6 +27,9 @@ internal sealed class QarnotStorage : IDisposable
 {
     public const long PartSize = 8L * 1024 * 1024;
 
+    /// <summary>Files up to this size are read once into memory, hashed and sent from there.</summary>
+    public const int SmallFile = 1024 * 1024;
+
     private readonly AmazonS3Client _s3;
     private readonly SemaphoreSlim _slots;
     private readonly int _transfers;
@@ -151,13 +154,34 @@ internal sealed class QarnotStorage : IDisposable
         }
 
         Report(null);
+        await _etags.LoadAsync(cancellationToken).ConfigureAwait(false);
         await Parallel.ForEachAsync(Enumerable.Range(0, files.Count),
             new ParallelOptions { MaxDegreeOfParallelism = _transfers, CancellationToken = cancellationToken },
             async (i, ct) =>
             {
                 var (local, key) = files[i];
+                remote.TryGetValue(key, out var existing);
+                if (sizes[i] <= SmallFile)
+                {
+                    // Read once: the bytes hashed are the bytes sent, with no second open by the SDK.
+                    if (!await PutSmallFileAsync(bucket, key, infos[i], existing, ct).ConfigureAwait(false))
+                    {
+                        Interlocked.Increment(ref skipped);
+                    }
+                    else
+                    {
+                        Interlocked.Increment(ref uploaded);
+                        Interlocked.Add(ref bytesSent, sizes[i]);
+                    }
+
+                    Interlocked.Add(ref bytesDone, sizes[i]);
+                    Interlocked.Increment(ref filesDone);
+                    Report(key);
+                    return;
+                }
+
                 var etag = await _etags.GetAsync(infos[i], PartSize, ct).ConfigureAwait(false);
-                if (remote.TryGetValue(key, out var existing) && existing.Size == sizes[i] && EtagMatches(etag, existing.ETag))
+                if (existing is not null && existing.Size == sizes[i] && EtagMatches(etag, existing.ETag))
                 {
                     Interlocked.Increment(ref skipped);
                     Interlocked.Add(ref bytesDone, sizes[i]);
@@ -332,6 +356,79 @@ internal sealed class QarnotStorage : IDisposable
 
     public static string NormalizeEtag(string? etag) => (etag ?? string.Empty).Trim('"').ToLowerInvariant();
 
+    /// <summary>
+    /// A file of at most <see cref="SmallFile"/> bytes: skipped without reading when its cached ETag matches the listing;
+    /// otherwise read whole into a pooled buffer, hashed, and (unless the listing has that hash) sent from the buffer.
+    /// Returns whether it was sent.
+    /// </summary>
+    private async Task<bool> PutSmallFileAsync(string bucket, string key, FileInfo info, RemoteObject? existing, CancellationToken cancellationToken)
+    {
+        if (existing is not null && existing.Size == info.Length && _etags.TryGet(info, out var cached) && EtagMatches(cached, existing.ETag))
+        {
+            return false;
+        }
+
+        var buffer = ArrayPool<byte>.Shared.Rent((int)info.Length + 1);
+        try
+        {
+            int length;
+            using (var handle = File.OpenHandle(info.FullName))
+            {
+                length = ReadWhole(handle, buffer);
+            }
+
+            var etag = Convert.ToHexStringLower(MD5.HashData(buffer.AsSpan(0, length)));
+            if (length == info.Length)
+            {
+                // Cached only for the size and time that were read; a file changing meanwhile is hashed again next time.
+                _etags.Set(info, etag);
+            }
+
+            if (existing is not null && existing.Size == length && EtagMatches(etag, existing.ETag))
+            {
+                return false;
+            }
+
+            await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                using var body = new MemoryStream(buffer, 0, length, writable: false);
+                var response = await RunAsync(() => _s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = key, InputStream = body, AutoCloseStream = false, UseChunkEncoding = false }, cancellationToken),
+                    $"upload {info.FullName} to s3://{bucket}/{key}").ConfigureAwait(false);
+                Interlocked.Add(ref _contentBytesSent, length);
+                CheckEtag(bucket, key, etag, response.ETag);
+            }
+            finally
+            {
+                _slots.Release();
+            }
+
+            return true;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    // Reads until the end or until the buffer is full (one byte more than the size looked at: a file that grew shows).
+    private static int ReadWhole(Microsoft.Win32.SafeHandles.SafeFileHandle handle, byte[] buffer)
+    {
+        var total = 0;
+        while (total < buffer.Length)
+        {
+            var read = RandomAccess.Read(handle, buffer.AsSpan(total), total);
+            if (read == 0)
+            {
+                break;
+            }
+
+            total += read;
+        }
+
+        return total;
+    }
+
     private async Task PutFileAsync(string bucket, string key, string local, long size, string expectedEtag, CancellationToken cancellationToken)
     {
         await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -469,17 +566,32 @@ internal sealed class QarnotStorage : IDisposable
         public async Task<string> GetAsync(FileInfo info, long partSize, CancellationToken cancellationToken)
         {
             await LoadAsync(cancellationToken).ConfigureAwait(false);
-            var full = info.FullName;
-            var ticks = info.LastWriteTimeUtc.Ticks;
-            if (_entries.TryGetValue(full, out var entry) && entry.Size == info.Length && entry.Ticks == ticks)
+            if (TryGet(info, out var cached))
             {
-                return entry.Etag;
+                return cached;
             }
 
-            var etag = await ComputeEtagAsync(full, partSize, cancellationToken).ConfigureAwait(false);
-            _entries[full] = (info.Length, ticks, etag);
-            Interlocked.Exchange(ref _dirty, 1);
+            var etag = await ComputeEtagAsync(info.FullName, partSize, cancellationToken).ConfigureAwait(false);
+            Set(info, etag);
             return etag;
+        }
+
+        public bool TryGet(FileInfo info, out string etag)
+        {
+            etag = string.Empty;
+            if (!_loaded || !_entries.TryGetValue(info.FullName, out var entry) || entry.Size != info.Length || entry.Ticks != info.LastWriteTimeUtc.Ticks)
+            {
+                return false;
+            }
+
+            etag = entry.Etag;
+            return true;
+        }
+
+        public void Set(FileInfo info, string etag)
+        {
+            _entries[info.FullName] = (info.Length, info.LastWriteTimeUtc.Ticks, etag);
+            Interlocked.Exchange(ref _dirty, 1);
         }
 
         public async Task SaveAsync(CancellationToken cancellationToken)
@@ -497,7 +609,7 @@ internal sealed class QarnotStorage : IDisposable
             File.Move(temporary, file, overwrite: true);
         }
 
-        private async Task LoadAsync(CancellationToken cancellationToken)
+        public async Task LoadAsync(CancellationToken cancellationToken)
         {
             if (_loaded)
             {

@@ -58,6 +58,37 @@ public sealed class QarnotAdapterTests(QarnotFixture fixture) : IDisposable
     }
 
     [ComponentFact(Components.S3)]
+    public async Task CopyRenderFiles_FromAnotherWorkstation_HashesAndSendsNothingAlreadyThere()
+    {
+        var files = new[]
+        {
+            new RenderFile(RandomFile(_dir, "small.bin", 3_000), "small.bin"),
+            new RenderFile(RandomFile(_dir, "edge.bin", QarnotStorage.SmallFile), "edge.bin"),
+            new RenderFile(RandomFile(_dir, "empty.bin", 0), "empty.bin"),
+        };
+        var logs = new FakeLogCollector();
+        using var loggerFactory = LoggerFactory.Create(b => b.AddProvider(new FakeLoggerProvider(logs)));
+        var context = RenderContext.Create("other-workstation");
+        await using (var plugin = await fixture.NewPluginAsync(loggerFactory: loggerFactory))
+        {
+            await plugin.CopyRenderFilesAsync(context, await plugin.CreateTemporaryFolderAsync(context), files);
+        }
+
+        // A data directory of its own: no ETag is cached, so each file is read and hashed, and none is sent again.
+        await using var other = await fixture.NewPluginAsync(_dir.Combine("other-data"), loggerFactory: loggerFactory);
+        await other.CopyRenderFilesAsync(context, await other.CreateTemporaryFolderAsync(context), files);
+
+        var staged = logs.GetSnapshot().Where(r => r.Id.Id == 6002).Select(r => r.Message).ToList();
+        Assert.Contains("3 uploaded", staged[0], StringComparison.Ordinal);
+        Assert.Contains("0 uploaded (0 bytes), 3 already there", staged[^1], StringComparison.Ordinal);
+        foreach (var file in files)
+        {
+            var bytes = await File.ReadAllBytesAsync(file.LocalPath);
+            await ReadObjectAsync(fixture, "farmtests-resources", $"{context.Id}/{file.RelativePath}", bytes.Length, Sha256(bytes));
+        }
+    }
+
+    [ComponentFact(Components.S3)]
     public async Task CopyRenderFiles_SendsAFileAgain_WhenItChangedWithTheSameSize()
     {
         var files = new[]
