@@ -157,6 +157,7 @@ public abstract class BaseFarmPlugin : IAsyncDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(temporaryFolder);
         ArgumentNullException.ThrowIfNull(files);
         var seen = new Dictionary<string, string>(StringComparer.Ordinal);
+        var exists = FilesExist(files);
         for (var i = 0; i < files.Count; i++)
         {
             var file = files[i] ?? throw new ArgumentException($"files[{i}] is null.", nameof(files));
@@ -171,7 +172,7 @@ public abstract class BaseFarmPlugin : IAsyncDisposable
                 throw new ArgumentException($"files[{i}].LocalPath is empty.", nameof(files));
             }
 
-            if (!File.Exists(file.LocalPath))
+            if (!exists[i])
             {
                 throw new ArgumentException($"files[{i}].LocalPath: '{file.LocalPath}' does not exist or is not a file.", nameof(files));
             }
@@ -187,6 +188,27 @@ public abstract class BaseFarmPlugin : IAsyncDisposable
 
         return RunAsync(nameof(CopyRenderFilesAsync), context.Id, null, FarmCapabilities.CopyFiles,
             ct => CopyRenderFilesCoreAsync(context, temporaryFolder, files, progress, ct), cancellationToken);
+    }
+
+    // Which local files exist, looked at by all cores when there are many (a second staging of a large tree is mostly
+    // such looks and links); the errors are still reported in the list's order.
+    private static bool[] FilesExist(IReadOnlyList<RenderFile> files)
+    {
+        var exists = new bool[files.Count];
+        void Look(int i) => exists[i] = files[i] is { LocalPath: { } path } && !string.IsNullOrWhiteSpace(path) && File.Exists(path);
+        if (files.Count < 256)
+        {
+            for (var i = 0; i < files.Count; i++)
+            {
+                Look(i);
+            }
+        }
+        else
+        {
+            Parallel.For(0, files.Count, Look);
+        }
+
+        return exists;
     }
 
     /// <summary>Where a host's software lives on the render nodes.</summary>

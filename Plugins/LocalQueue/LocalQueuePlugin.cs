@@ -93,8 +93,22 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         var destinations = JobPaths.ResolveAllInside(folder, [.. files.Select(f => f.RelativePath)], "files", "RelativePath");
         // Measured once: the sizes for progress, size and time for the hash cache (a file changed since is re-hashed
         // on its next use, as the cache checks them against the file).
-        var measured = files.Select(f => new FileInfo(f.LocalPath)).Select(i => (Size: i.Length, Modified: i.LastWriteTimeUtc)).ToList();
+        var measured = new (long Size, DateTime Modified)[files.Count];
+        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, Environment.ProcessorCount), CancellationToken = cancellationToken };
+        Parallel.For(0, files.Count, options, i =>
+        {
+            var info = new FileInfo(files[i].LocalPath);
+            measured[i] = (info.Length, info.LastWriteTimeUtc);
+        });
         var total = measured.Sum(m => m.Size);
+        // The folders first, so no link finds its folder missing: each mkdir allocates an inode, which on a journal-less
+        // ext4 costs a scan past recently deleted ones (0.25-0.5 ms each here), so they are made side by side too.
+        var byFolder = Enumerable.Range(0, files.Count).GroupBy(i => Path.GetDirectoryName(destinations[i])!, StringComparer.Ordinal).ToList();
+        Parallel.ForEach(byFolder, options, group => Directory.CreateDirectory(group.Key));
+        // Taken folder by folder in turn, so the files being placed side by side are in different folders (links into one
+        // folder wait for each other on its lock).
+        var order = byFolder.SelectMany(g => g.Select((index, rank) => (index, rank))).OrderBy(p => p.rank).Select(p => p.index).ToList();
+
         long done = 0;
         var filesDone = 0;
         var linked = 0;
@@ -103,8 +117,7 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
         // a new one is copied into the job folder by the kernel, as `cp` would; the new files are hashed afterwards, in
         // the background (below), and their copies become their blobs.
         var fresh = new System.Collections.Concurrent.ConcurrentBag<int>();
-        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, Environment.ProcessorCount), CancellationToken = cancellationToken };
-        await Parallel.ForEachAsync(Enumerable.Range(0, files.Count), options, async (i, ct) =>
+        await Parallel.ForEachAsync(order, options, async (i, ct) =>
         {
             var local = files[i].LocalPath;
             var stored = false;

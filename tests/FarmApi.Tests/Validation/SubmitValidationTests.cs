@@ -126,4 +126,31 @@ public sealed class SubmitValidationTests
             File.Delete(local);
         }
     }
+
+    [Theory]
+    [InlineData(3)]
+    [InlineData(1000)]
+    public async Task CopyRenderFiles_WithMissingLocalFiles_NamesTheFirstInListOrder_AndNeverCallsTheAdapter(int count)
+    {
+        // Above a few hundred files the existence checks run side by side; the error is still the first in the list.
+        var adapter = await NewAdapterAsync();
+        var local = Path.GetTempFileName();
+        try
+        {
+            var files = Enumerable.Range(0, count).Select(i => new RenderFile(local, $"f{i}.bin")).ToArray();
+            var firstMissing = count - 2;
+            files[firstMissing] = new RenderFile(local + ".missing-a", $"f{firstMissing}.bin");
+            files[count - 1] = new RenderFile(local + ".missing-b", $"f{count - 1}.bin");
+
+            var error = await Assert.ThrowsAsync<ArgumentException>(() => adapter.Object.CopyRenderFilesAsync(Render, "/farm/jobs/1", files));
+
+            Assert.StartsWith($"files[{firstMissing}].LocalPath: '{local}.missing-a' does not exist", error.Message);
+            adapter.Protected().Verify("CopyRenderFilesCoreAsync", Times.Never(), ItExpr.IsAny<RenderContext>(), ItExpr.IsAny<string>(),
+                ItExpr.IsAny<IReadOnlyList<RenderFile>>(), ItExpr.IsAny<IProgress<TransferProgress>?>(), ItExpr.IsAny<CancellationToken>());
+        }
+        finally
+        {
+            File.Delete(local);
+        }
+    }
 }
