@@ -55,7 +55,7 @@ internal sealed class Agent
     private long _generation;
     private (IReadOnlyDictionary<string, string> Source, Dictionary<string, string> Environment)? _spawnBase;
     private int _holding;
-    private readonly Dictionary<(string Name, string Path), string> _resolved = [];
+    private readonly ExecutableLookup _executables = new();
     private readonly Lazy<Dictionary<string, string>> _baseEnvironment = new(() =>
         Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
             .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? string.Empty, StringComparer.Ordinal));
@@ -355,8 +355,18 @@ internal sealed class Agent
             ["FARM_ATTEMPT"] = task.Attempt.ToString(CultureInfo.InvariantCulture),
             ["FARM_JOB_FOLDER"] = task.Folder,
         };
-        var executable = ResolveCached(command.Executable, task.Folder,
-            environment.TryGetValue("PATH", out var path) ? path : Environment.GetEnvironmentVariable("PATH"));
+        string? executable;
+        try
+        {
+            executable = _executables.Find(command.Executable, task.Folder,
+                environment.TryGetValue("PATH", out var path) ? path : Environment.GetEnvironmentVariable("PATH"));
+        }
+        catch (ArgumentException ex)
+        {
+            logs.Write($"cannot run '{command.Executable}': {ex.Message}");
+            return 127;
+        }
+
         if (executable is null)
         {
             logs.Write($"cannot run '{command.Executable}': no such executable (not a file, and not found on PATH)");
@@ -542,52 +552,6 @@ internal sealed class Agent
         }
 
         return process.ExitCode;
-    }
-
-    /// <summary>
-    /// <see cref="ResolveExecutable"/> for a name looked up on PATH, remembered per PATH (one stat to check it is still
-    /// there, instead of one per PATH folder for every task).
-    /// </summary>
-    private string? ResolveCached(string executable, string folder, string? path)
-    {
-        if (executable.Contains('/', StringComparison.Ordinal))
-        {
-            return ResolveExecutable(executable, folder, path);
-        }
-
-        var key = (executable, path ?? string.Empty);
-        if (_resolved.TryGetValue(key, out var known) && File.Exists(known))
-        {
-            return known;
-        }
-
-        var found = ResolveExecutable(executable, folder, path);
-        if (found is not null)
-        {
-            _resolved[key] = found;
-        }
-
-        return found;
-    }
-
-    internal static string? ResolveExecutable(string executable, string folder, string? path)
-    {
-        if (executable.Contains('/', StringComparison.Ordinal))
-        {
-            var full = Path.IsPathRooted(executable) ? executable : Path.Combine(folder, executable);
-            return File.Exists(full) ? full : null;
-        }
-
-        foreach (var directory in (path ?? "/usr/local/bin:/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var candidate = Path.Combine(directory, executable);
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        return null;
     }
 }
 

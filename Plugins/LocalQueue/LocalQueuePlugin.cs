@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using FarmApi;
 using FarmApi.Hashing;
+using FarmApi.Processes;
 using FarmPlugins.LocalQueue;
 
 [assembly: FarmPlugin(typeof(LocalQueuePlugin), "LocalQueue", ApiVersion = "2.0",
@@ -579,7 +580,7 @@ public sealed class LocalQueuePlugin : BaseFarmPlugin
     private static async Task<InstallationMetadata> Probe(string host, string? configured, string[] names, string versionFlag, string missing,
         CancellationToken cancellationToken)
     {
-        var executable = configured ?? names.Select(n => Agent.ResolveExecutable(n, "/", Environment.GetEnvironmentVariable("PATH"))).FirstOrDefault(p => p is not null);
+        var executable = configured ?? names.Select(n => ExecutableLookup.FindOnPath(n, Environment.GetEnvironmentVariable("PATH"))).FirstOrDefault(p => p is not null);
         if (executable is null || !File.Exists(executable))
         {
             throw new FarmPluginException(missing + ".", null, "LocalQueue");

@@ -115,7 +115,7 @@ public sealed class AgentWorker : BackgroundService
                 {
                     "command" => string.Empty,
                     FarmTools.HostName => FarmTools.Locate(null, typeof(AgentWorker).Assembly.Location),
-                    _ => FindOnPath(host),
+                    _ => ExecutableLookup.FindOnPath(host, Environment.GetEnvironmentVariable("PATH")),
                 };
             }
 
@@ -171,20 +171,6 @@ public sealed class AgentWorker : BackgroundService
         {
             return string.Empty;
         }
-    }
-
-    private static string? FindOnPath(string name)
-    {
-        foreach (var folder in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-        {
-            var candidate = Path.Combine(folder, name);
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        return null;
     }
 
     /// <inheritdoc/>
@@ -1081,29 +1067,11 @@ public sealed class AgentWorker : BackgroundService
             executable = installation.Executable;
         }
 
-        if (!Path.IsPathRooted(executable) && (executable.Contains('/', StringComparison.Ordinal) || executable.Contains('\\', StringComparison.Ordinal)))
-        {
-            var inside = JobPaths.ResolveInside(folder, executable, "executable");
-            return File.Exists(inside) ? inside : null;
-        }
-
-        // Found once per name and PATH, then only checked to still be there (probing every PATH folder cost ~10 system calls a task).
-        var path = taskPath ?? Environment.GetEnvironmentVariable("PATH");
-        if (_resolved.TryGetValue((executable, path), out var known) && File.Exists(known))
-        {
-            return known;
-        }
-
-        var found = TaskProcesses.FindExecutable(executable, path);
-        if (found is not null)
-        {
-            _resolved[(executable, path)] = found;
-        }
-
-        return found;
+        // A bare name is found once per PATH, then only checked to still be there (probing every PATH folder cost ~10 system calls a task).
+        return _executables.Find(executable, folder, taskPath ?? Environment.GetEnvironmentVariable("PATH"));
     }
 
-    private readonly ConcurrentDictionary<(string Name, string? Path), string> _resolved = new();
+    private readonly ExecutableLookup _executables = new();
 
     private static async Task PumpAsync(StreamReader reader, OutputBuffer output)
     {

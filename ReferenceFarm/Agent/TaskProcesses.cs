@@ -75,29 +75,6 @@ internal static partial class TaskProcesses
         }
     }
 
-    /// <summary>Finds an executable the way a shell would: a path with a slash as it is, a bare name on PATH.</summary>
-    /// <param name="name">The name or path.</param>
-    /// <param name="path">The PATH to search.</param>
-    /// <returns>The full path, or null when not found.</returns>
-    public static string? FindExecutable(string name, string? path)
-    {
-        if (name.Contains('/', StringComparison.Ordinal))
-        {
-            return File.Exists(name) ? Path.GetFullPath(name) : null;
-        }
-
-        foreach (var folder in (path ?? "/usr/local/bin:/usr/bin:/bin").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-        {
-            var candidate = Path.Combine(folder, name);
-            if (File.Exists(candidate) && (OperatingSystem.IsWindows() || (File.GetUnixFileMode(candidate) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0))
-            {
-                return Path.GetFullPath(candidate);
-            }
-        }
-
-        return null;
-    }
-
     /// <summary>Describes an exit code, naming the signal when the process was killed by one (.NET reports 128 + the signal).</summary>
     /// <param name="exitCode">The exit code.</param>
     /// <returns>The description.</returns>

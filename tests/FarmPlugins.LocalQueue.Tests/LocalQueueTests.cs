@@ -89,6 +89,36 @@ public sealed class LocalQueueTests : IAsyncLifetime
     }
 
     [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task ExecutableOutsideTheJobFolder_FailsTheTask_WithoutRunningIt()
+    {
+        var plugin = await _farm.NewPluginAsync();
+        var context = RenderContext.Create("outside");
+        var folder = await plugin.CreateTemporaryFolderAsync(context);
+        // A script next to the job folder that would leave a mark if it ran.
+        var mark = Path.Combine(Path.GetDirectoryName(folder)!, $"ran-{context.Id:N}");
+        var script = Path.Combine(Path.GetDirectoryName(folder)!, $"outside-{context.Id:N}.sh");
+        await File.WriteAllTextAsync(script, $"#!/bin/sh\ntouch '{mark}'\n");
+        File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        try
+        {
+            var jobId = await plugin.SubmitJobAsync(new JobRequest
+            {
+                Context = context, Name = "outside", TemporaryFolder = folder, MaxAttempts = 1,
+                Tasks = [new TaskSpec("t", [Command.Of($"../{Path.GetFileName(script)}")])],
+            });
+
+            Assert.Equal(JobState.Failed, (await WaitTerminalAsync(jobId)).State);
+            Assert.Contains($"cannot run '../{Path.GetFileName(script)}'", await ReadLogAsync(jobId));
+            Assert.False(File.Exists(mark));
+        }
+        finally
+        {
+            File.Delete(script);
+        }
+    }
+
+    [Fact]
     public async Task MissingDeclaredOutput_FailsTheTask()
     {
         var plugin = await _farm.NewPluginAsync();
