@@ -161,34 +161,18 @@ internal sealed class QarnotStorage : IDisposable
             {
                 var (local, key) = files[i];
                 remote.TryGetValue(key, out var existing);
+                var multipart = sizes[i] > PartSize;
+                bool sent;
                 if (sizes[i] <= SmallFile)
                 {
                     // Read once: the bytes hashed are the bytes sent, with no second open by the SDK.
-                    if (!await PutSmallFileAsync(bucket, key, infos[i], existing, ct).ConfigureAwait(false))
-                    {
-                        Interlocked.Increment(ref skipped);
-                    }
-                    else
-                    {
-                        Interlocked.Increment(ref uploaded);
-                        Interlocked.Add(ref bytesSent, sizes[i]);
-                    }
-
-                    Interlocked.Add(ref bytesDone, sizes[i]);
-                    Interlocked.Increment(ref filesDone);
-                    Report(key);
-                    return;
-                }
-
-                var etag = await _etags.GetAsync(infos[i], PartSize, ct).ConfigureAwait(false);
-                if (existing is not null && existing.Size == sizes[i] && EtagMatches(etag, existing.ETag))
-                {
-                    Interlocked.Increment(ref skipped);
-                    Interlocked.Add(ref bytesDone, sizes[i]);
+                    sent = await PutSmallFileAsync(bucket, key, infos[i], existing, ct).ConfigureAwait(false);
                 }
                 else
                 {
-                    if (sizes[i] > PartSize)
+                    var etag = await _etags.GetAsync(infos[i], PartSize, ct).ConfigureAwait(false);
+                    sent = existing is null || existing.Size != sizes[i] || !EtagMatches(etag, existing.ETag);
+                    if (sent && multipart)
                     {
                         await UploadMultipartAsync(bucket, key, local, sizes[i], etag, part =>
                         {
@@ -197,14 +181,26 @@ internal sealed class QarnotStorage : IDisposable
                             Report(key);
                         }, ct).ConfigureAwait(false);
                     }
-                    else
+                    else if (sent)
                     {
                         await PutFileAsync(bucket, key, local, sizes[i], etag, ct).ConfigureAwait(false);
+                    }
+                }
+
+                if (!sent)
+                {
+                    Interlocked.Increment(ref skipped);
+                    Interlocked.Add(ref bytesDone, sizes[i]);
+                }
+                else
+                {
+                    Interlocked.Increment(ref uploaded);
+                    if (!multipart)
+                    {
+                        // A multipart upload counted its parts as they went.
                         Interlocked.Add(ref bytesDone, sizes[i]);
                         Interlocked.Add(ref bytesSent, sizes[i]);
                     }
-
-                    Interlocked.Increment(ref uploaded);
                 }
 
                 Interlocked.Increment(ref filesDone);

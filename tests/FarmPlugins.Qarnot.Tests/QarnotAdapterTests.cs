@@ -22,6 +22,16 @@ public sealed class QarnotAdapterTests(QarnotFixture fixture) : IDisposable
         _dir.Dispose();
     }
 
+    // Stages files as a new host process would: a plug-in instance of its own, disposed afterwards.
+    private async Task StageAsNewHostAsync(RenderContext context, IReadOnlyList<RenderFile> files, ILoggerFactory loggerFactory, string? dataDirectory = null)
+    {
+        await using var plugin = await fixture.NewPluginAsync(dataDirectory, loggerFactory: loggerFactory);
+        await plugin.CopyRenderFilesAsync(context, await plugin.CreateTemporaryFolderAsync(context), files);
+    }
+
+    // What each staging logged ("N uploaded (B bytes), M already there"), in order.
+    private static List<string> Staged(FakeLogCollector logs) => [.. logs.GetSnapshot().Where(r => r.Id.Id == 6002).Select(r => r.Message)];
+
     [ComponentFact(Components.S3)]
     public async Task CopyRenderFiles_StoresEveryByte_InMultipartAbove8MiB_AndSendsNothingTheSecondTime()
     {
@@ -49,9 +59,8 @@ public sealed class QarnotAdapterTests(QarnotFixture fixture) : IDisposable
             await ReadObjectAsync(fixture, "farmtests-resources", $"{context.Id}/{file.RelativePath}", bytes.Length, Sha256(bytes));
         }
 
-        await using var again = await fixture.NewPluginAsync(loggerFactory: loggerFactory);
-        await again.CopyRenderFilesAsync(context, folder, files);
-        var staged = logs.GetSnapshot().Where(r => r.Id.Id == 6002).Select(r => r.Message).ToList();
+        await StageAsNewHostAsync(context, files, loggerFactory);
+        var staged = Staged(logs);
         Assert.Equal(2, staged.Count);
         Assert.Contains("3 uploaded", staged[0], StringComparison.Ordinal);
         Assert.Contains("0 uploaded (0 bytes), 3 already there", staged[1], StringComparison.Ordinal);
@@ -69,16 +78,12 @@ public sealed class QarnotAdapterTests(QarnotFixture fixture) : IDisposable
         var logs = new FakeLogCollector();
         using var loggerFactory = LoggerFactory.Create(b => b.AddProvider(new FakeLoggerProvider(logs)));
         var context = RenderContext.Create("other-workstation");
-        await using (var plugin = await fixture.NewPluginAsync(loggerFactory: loggerFactory))
-        {
-            await plugin.CopyRenderFilesAsync(context, await plugin.CreateTemporaryFolderAsync(context), files);
-        }
+        await StageAsNewHostAsync(context, files, loggerFactory);
 
         // A data directory of its own: no ETag is cached, so each file is read and hashed, and none is sent again.
-        await using var other = await fixture.NewPluginAsync(_dir.Combine("other-data"), loggerFactory: loggerFactory);
-        await other.CopyRenderFilesAsync(context, await other.CreateTemporaryFolderAsync(context), files);
+        await StageAsNewHostAsync(context, files, loggerFactory, _dir.Combine("other-data"));
 
-        var staged = logs.GetSnapshot().Where(r => r.Id.Id == 6002).Select(r => r.Message).ToList();
+        var staged = Staged(logs);
         Assert.Contains("3 uploaded", staged[0], StringComparison.Ordinal);
         Assert.Contains("0 uploaded (0 bytes), 3 already there", staged[^1], StringComparison.Ordinal);
         foreach (var file in files)
@@ -99,10 +104,7 @@ public sealed class QarnotAdapterTests(QarnotFixture fixture) : IDisposable
         var logs = new FakeLogCollector();
         using var loggerFactory = LoggerFactory.Create(b => b.AddProvider(new FakeLoggerProvider(logs)));
         var context = RenderContext.Create("changed");
-        await using (var plugin = await fixture.NewPluginAsync(loggerFactory: loggerFactory))
-        {
-            await plugin.CopyRenderFilesAsync(context, await plugin.CreateTemporaryFolderAsync(context), files);
-        }
+        await StageAsNewHostAsync(context, files, loggerFactory);
 
         // Same path and size, other bytes, a later time: the cached ETag of the old bytes must not be used.
         var changed = new byte[5_000];
@@ -110,10 +112,9 @@ public sealed class QarnotAdapterTests(QarnotFixture fixture) : IDisposable
         await File.WriteAllBytesAsync(files[1].LocalPath, changed);
         File.SetLastWriteTimeUtc(files[1].LocalPath, DateTime.UtcNow.AddMinutes(1));
 
-        await using var again = await fixture.NewPluginAsync(loggerFactory: loggerFactory);
-        await again.CopyRenderFilesAsync(context, await again.CreateTemporaryFolderAsync(context), files);
+        await StageAsNewHostAsync(context, files, loggerFactory);
 
-        var staged = logs.GetSnapshot().Where(r => r.Id.Id == 6002).Select(r => r.Message).ToList();
+        var staged = Staged(logs);
         Assert.Contains("1 uploaded (5000 bytes), 1 already there", staged[^1], StringComparison.Ordinal);
         await ReadObjectAsync(fixture, "farmtests-resources", $"{context.Id}/b.bin", changed.Length, Sha256(changed));
     }
